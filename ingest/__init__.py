@@ -1,0 +1,1 @@
+"""Inputs: the synthetic inbox generator and landing of extracts into the lake."""

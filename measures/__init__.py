@@ -1,0 +1,1 @@
+"""The measures: dbt build, publication and the `opte` command line."""
