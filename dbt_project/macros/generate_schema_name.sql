@@ -1,0 +1,5 @@
+{#- Schemas are named exactly as configured (`marts`, not `main_marts`): the output contract
+    names schema `marts`. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {%- if custom_schema_name is none -%}{{ target.schema }}{%- else -%}{{ custom_schema_name | trim }}{%- endif -%}
+{%- endmacro %}
