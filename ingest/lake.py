@@ -1,0 +1,152 @@
+"""The lake's layout and its commit records (docs/ARCHITECTURE.md, "Home folder" and "Manifest").
+
+A manifest `lake/_manifests/<dataset>/<YYYY-MM-DD>.json`, written last and atomically,
+is the only commit point: readers take only the files manifests name. Anything else
+under a dataset's folders is an orphan of an interrupted landing and is removed by
+the next landing (`remove_orphans`).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+
+MANIFESTS = "_manifests"
+QUARANTINE = "_quarantine"
+REJECTED = "_rejected"
+TMP_SUFFIX = ".tmp"
+
+
+def partition(extract_date: date) -> str:
+    return f"extract_date={extract_date.isoformat()}"
+
+
+def data_path(lake: Path, dataset: str, extract_date: date, stem: str, sha256: str) -> Path:
+    return lake / dataset / partition(extract_date) / f"{stem}.{sha256[:8]}.parquet"
+
+
+def quarantine_path(lake: Path, dataset: str, extract_date: date, stem: str, sha256: str) -> Path:
+    return lake / QUARANTINE / dataset / partition(extract_date) / f"{stem}.{sha256[:8]}.parquet"
+
+
+def manifest_path(lake: Path, dataset: str, extract_date: date) -> Path:
+    return lake / MANIFESTS / dataset / f"{extract_date.isoformat()}.json"
+
+
+def rejected_path(lake: Path, file_name: str) -> Path:
+    return lake / REJECTED / f"{file_name}.json"
+
+
+def read_manifest(lake: Path, dataset: str, extract_date: date) -> dict | None:
+    path = manifest_path(lake, dataset, extract_date)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def current_files(lake: Path, dataset: str) -> list[dict]:
+    """The committed manifests of a dataset, oldest extract date first.
+
+    Each names its `data_file` and `quarantine_file` (relative to `lake`); these are
+    the only files of the dataset a reader may use.
+    """
+    folder = Path(lake) / MANIFESTS / dataset
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to a temp file beside `path`, fsync, then os.replace: readers see old or new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def commit_manifest(lake: Path, manifest: dict) -> None:
+    """The single commit point of a landing."""
+    write_json_atomic(manifest_path(lake, manifest["dataset"], date.fromisoformat(manifest["extract_date"])),
+                      manifest)
+
+
+def publish_file(tmp: Path, final: Path) -> None:
+    """Move a fully written file to its final name (still invisible until a manifest names it)."""
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def named_files(lake: Path, datasets) -> set[Path]:
+    named = set()
+    for dataset in datasets:
+        for m in current_files(lake, dataset):
+            named.add((lake / m["data_file"]).resolve())
+            named.add((lake / m["quarantine_file"]).resolve())
+    return named
+
+
+def remove_orphans(lake: Path, datasets) -> list[Path]:
+    """Delete files under the datasets' data and quarantine folders that no manifest names,
+    and temp files left by an interrupted write. Returns what was removed."""
+    named = named_files(lake, datasets)
+    removed = []
+    roots = [lake / d for d in datasets] + [lake / QUARANTINE / d for d in datasets]
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.resolve() not in named:
+                path.unlink()
+                removed.append(path)
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+    for folder in (lake / MANIFESTS, lake / REJECTED):
+        if folder.is_dir():
+            for path in folder.rglob("*" + TMP_SUFFIX):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def landing_lock(home: Path):
+    """One landing at a time per home folder (an exclusive lock on `<home>/.landing.lock`)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".landing.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            from measures.errors import OpteError
+            raise OpteError(f"another `opte land` is running on {home}; wait for it and retry") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def scratch_dir(home: Path) -> Path:
+    """Per-landing scratch space (staging Parquet, DuckDB spill); emptied at each landing."""
+    path = home / ".landing_tmp"
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
