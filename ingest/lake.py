@@ -19,18 +19,20 @@ MANIFESTS = "_manifests"
 QUARANTINE = "_quarantine"
 REJECTED = "_rejected"
 TMP_SUFFIX = ".tmp"
+SCRATCH = ".landing_tmp"  # under the home folder
 
 
 def partition(extract_date: date) -> str:
     return f"extract_date={extract_date.isoformat()}"
 
 
-def data_path(lake: Path, dataset: str, extract_date: date, stem: str, sha256: str) -> Path:
-    return lake / dataset / partition(extract_date) / f"{stem}.{sha256[:8]}.parquet"
+def data_path(lake: Path, dataset: str, extract_date: date, stem: str, tag: str) -> Path:
+    """`tag`: the leading hex digits of the source file's SHA-256 (8, see ingest.landing)."""
+    return lake / dataset / partition(extract_date) / f"{stem}.{tag}.parquet"
 
 
-def quarantine_path(lake: Path, dataset: str, extract_date: date, stem: str, sha256: str) -> Path:
-    return lake / QUARANTINE / dataset / partition(extract_date) / f"{stem}.{sha256[:8]}.parquet"
+def quarantine_path(lake: Path, dataset: str, extract_date: date, stem: str, tag: str) -> Path:
+    return lake / QUARANTINE / dataset / partition(extract_date) / f"{stem}.{tag}.parquet"
 
 
 def manifest_path(lake: Path, dataset: str, extract_date: date) -> Path:
@@ -145,7 +147,7 @@ def landing_lock(home: Path):
 
 def scratch_dir(home: Path) -> Path:
     """Per-landing scratch space (staging Parquet, DuckDB spill); emptied at each landing."""
-    path = home / ".landing_tmp"
+    path = home / SCRATCH
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

@@ -1,0 +1,101 @@
+"""National-scale benchmark: synth, land, build (and the scan floor), publish, Airflow run.
+
+    .venv/bin/python benchmarks/national.py                  # everything, 5M customers, FY 2009-10
+    .venv/bin/python benchmarks/national.py --stages synth,land --people 500000
+
+Each stage runs as its own process through the `opte` command line (or Airflow), measured
+for wall time and peak RSS of its whole process tree. Results are printed as a Markdown
+table and appended to benchmarks/out/results.md with the code version and parameters.
+Not part of the test suite: timings depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _measure import folder_size_mb, measure  # noqa: E402
+
+from measures.config import DATASETS, code_version  # noqa: E402
+
+BIN = Path(sys.executable).parent
+STAGES = ("synth", "land", "scan", "build", "publish", "run", "dag")
+
+
+def scan_floor_cmd(lake: Path) -> list[str]:
+    """One full read of every landed column (min over COLUMNS(*)) with DuckDB: the I/O floor."""
+    script = (
+        "import duckdb,sys\n"
+        "c=duckdb.connect()\n"
+        f"for ds in {list(DATASETS)!r}:\n"
+        f"    c.sql(f\"select min(columns(*)) from read_parquet('{lake}/{{ds}}/*/*.parquet')\").fetchall()\n"
+    )
+    return [sys.executable, "-c", script]
+
+
+def landed_rows(lake: Path) -> int:
+    return sum(json.loads(p.read_text())["rows_read"] for p in (lake / "_manifests").glob("*/*.json"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="benchmarks/out/national", help="scratch folder (inbox, home)")
+    ap.add_argument("--people", type=int, default=5_000_000)
+    ap.add_argument("--start", default="2009-04")
+    ap.add_argument("--end", default="2010-03")
+    ap.add_argument("--month", default=None, help="report month for publish/run/dag (default: --end)")
+    ap.add_argument("--stages", default=",".join(STAGES))
+    args = ap.parse_args()
+    stages = args.stages.split(",")
+    month = args.month or args.end
+    work = Path(args.work).resolve()
+    inbox, home = work / "inbox", work / "home"
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OPTE_HOME=str(home))
+    opte = [str(BIN / "opte"), "--home", str(home)]
+    rows = ["| stage | wall time | peak memory |", "|---|---|---|"]
+    notes = []
+
+    if "synth" in stages:
+        m = measure("opte synth", [str(BIN / "opte"), "synth", "--out", str(inbox), "--people",
+                                   str(args.people), "--start", args.start, "--end", args.end, "--seed", "1"])
+        rows.append(m.row())
+        notes.append(f"inbox size {folder_size_mb(inbox):,.0f} MB, "
+                     f"{sum(1 for f in inbox.rglob('*') if f.is_file())} files")
+    if "land" in stages:
+        m = measure("opte land", [*opte, "land", "--inbox", str(inbox)], env)
+        rows.append(m.row())
+        n = landed_rows(home / "lake")
+        notes.append(f"landed {n:,} rows read at {n / m.seconds:,.0f} rows/s; "
+                     f"lake {folder_size_mb(home / 'lake'):,.0f} MB")
+    if "scan" in stages:
+        rows.append(measure("DuckDB scan of the landed Parquet (floor)", scan_floor_cmd(home / "lake")).row())
+    if "build" in stages:
+        rows.append(measure("opte build (dbt build: models + tests)", [*opte, "build"], env).row())
+    if "publish" in stages:
+        rows.append(measure(f"opte publish --month {month}", [*opte, "publish", "--month", month], env).row())
+    if "run" in stages:
+        rows.append(measure(f"opte run --month {month} (build + publish)", [*opte, "run", "--month", month], env).row())
+    if "dag" in stages:
+        from measures.airflow_run import airflow_dag_test_cmd  # noqa: PLC0415
+        cmd, dag_env = airflow_dag_test_cmd(home, month, inbox=None, airflow_home=work / "airflow_home")
+        rows.append(measure(f"airflow dags test opte_monthly (month {month})", cmd, dag_env).row())
+
+    header = (f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, code {code_version()}, "
+              f"{args.people:,} people, {args.start}..{args.end}, {os.cpu_count()} cores\n")
+    text = header + "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    print(text)
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    with open(out / "results.md", "a") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

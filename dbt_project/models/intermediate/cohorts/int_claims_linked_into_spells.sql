@@ -1,0 +1,75 @@
+-- One row per in-scope benefit claim (claim_id), with the spell it belongs to (MEASURES.md
+-- section 5). Per person and benefit, claims are ordered by start date, then claim_id (as text);
+-- a claim joins the current spell when its start <= the spell's running end + return_window_days,
+-- the running end being the latest end of the spell's claims so far, or open if any is open.
+-- One window pass (running max) instead of recursion: claims of earlier spells all end before
+-- the current spell's first claim starts, so the running max over all earlier claims of the
+-- person and benefit is the running max over the current spell's claims.
+with claims as (
+    select
+        claims.claim_id,
+        claims.person_key,
+        claims.benefit_code,
+        claims.office_code,
+        claims.claim_start_date,
+        claims.claim_end_date
+    from {{ ref('stg_lake__benefit_claims') }} as claims
+    inner join {{ ref('benefits') }} as benefits
+        on benefits.benefit_code = claims.benefit_code
+    where benefits.is_opte_in_scope
+),
+
+running_ends as (
+    select
+        *,
+        -- latest end of the earlier claims (nulls, i.e. open claims, ignored here)
+        max(claim_end_date) over earlier_claims as running_end_before,
+        -- whether any earlier claim is open (then the spell is open)
+        max(case when claim_end_date is null then 1 else 0 end) over earlier_claims as is_open_before,
+        count(*) over earlier_claims as earlier_claims
+    from claims
+    window earlier_claims as (
+        partition by person_key, benefit_code
+        order by claim_start_date, claim_id
+        rows between unbounded preceding and 1 preceding
+    )
+),
+
+flagged as (
+    select
+        *,
+        case
+            when earlier_claims = 0 then true
+            when is_open_before = 1 then false
+            when claim_start_date <= {{ dbt.dateadd('day', var('return_window_days'), 'running_end_before') }}
+                then false
+            else true
+        end as is_spell_first_claim
+    from running_ends
+),
+
+numbered as (
+    select
+        *,
+        cast(sum(case when is_spell_first_claim then 1 else 0 end) over (
+            partition by person_key, benefit_code
+            order by claim_start_date, claim_id
+            rows between unbounded preceding and current row
+        ) as {{ dbt.type_bigint() }}) as spell_number
+    from flagged
+)
+
+select
+    claim_id,
+    person_key,
+    benefit_code,
+    office_code,
+    claim_start_date,
+    claim_end_date,
+    spell_number,
+    first_value(claim_id) over (
+        partition by person_key, benefit_code, spell_number
+        order by claim_start_date, claim_id
+    ) as spell_id,
+    is_spell_first_claim
+from numbered

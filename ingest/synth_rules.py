@@ -1,0 +1,266 @@
+"""The measure rules of MEASURES.md re-implemented in numpy/pandas/DuckDB, for the synthetic ground truth.
+
+The generator plants events (deaths, retirements, returns, cross-flows, programme starts,
+HMRC job starts), then classifies every off-flow of the *final data* (the latest
+version of each key that the inbox delivers) with these rules, so that the ground truth
+equals what a correct implementation of MEASURES.md must produce, row for row.
+Dates are int days since 1970-01-01 throughout.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+EPOCH = np.datetime64("1970-01-01", "D")
+
+DEATH_GRACE_DAYS = 7
+RETIREMENT_GRACE_DAYS = 7
+RETURN_WINDOW_DAYS = 7
+CROSSFLOW_WINDOW_DAYS = 14
+PROGRAMME_WINDOW_BEFORE_DAYS = 7
+PROGRAMME_WINDOW_AFTER_DAYS = 14
+JOB_WINDOW_BEFORE_DAYS = 14
+JOB_WINDOW_AFTER_DAYS = 91
+COHORT_WEEKS = (13, 26, 52)
+
+IN_SCOPE = ("JSA", "ESA", "IB", "SDA", "IS")
+ALL_BENEFITS = ("JSA", "ESA", "IB", "SDA", "IS", "CA", "PC")
+EXCLUDING_PROGRAMMES = ("NDYP_EMP", "NDYP_FTET", "NDYP_VS", "NDYP_ETF", "ND25_IAP", "FND")
+OTHER_PROGRAMMES = ("NDLP", "NDDP", "ND50")
+REASONS = ("died", "retired", "returned_within_week", "cross_flow", "programme_start")
+
+
+def day(s: str) -> int:
+    """ISO date -> int days since epoch."""
+    return int((np.datetime64(s, "D") - EPOCH).astype(np.int64))
+
+
+def to_datetime64(days: np.ndarray) -> np.ndarray:
+    return np.asarray(days).astype("datetime64[D]")
+
+
+def add_months(days: np.ndarray, months: np.ndarray | int) -> np.ndarray:
+    """Add calendar months, clamping to the end of the month (31 Jan + 1 month = 28/29 Feb)."""
+    d = np.asarray(days, dtype=np.int64).astype("datetime64[D]")
+    m = d.astype("datetime64[M]")
+    dom = (d - m.astype("datetime64[D]")).astype(np.int64)
+    tm = m + np.asarray(months, dtype=np.int64)
+    dim = ((tm + 1).astype("datetime64[D]") - tm.astype("datetime64[D]")).astype(np.int64)
+    return tm.astype("datetime64[D]").astype(np.int64) + np.minimum(dom, dim - 1)
+
+
+def _month_window_index(b: np.ndarray, first: str) -> np.ndarray:
+    """i such that b lies between the 6th of month i and the 5th of month i+1 (i = 0: `first`'s month)."""
+    d = b.astype("datetime64[D]")
+    m = d.astype("datetime64[M]")
+    dom = (d - m.astype("datetime64[D]")).astype(np.int64) + 1
+    i = (m - np.datetime64(first[:7], "M")).astype(np.int64)
+    return i - (dom < 6)
+
+
+def state_pension_age_date(dob: np.ndarray, sex: np.ndarray) -> np.ndarray:
+    """MEASURES.md section 7. dob: int days (any value where unknown), sex: 'M', 'F' or ''/None.
+
+    Null sex with a birth before 1954-10-06 takes the men's rule. Returns int days.
+    """
+    b = np.asarray(dob, dtype=np.int64)
+    female = np.asarray(sex, dtype=object) == "F"
+    out = add_months(b, 67 * 12)
+    r = [
+        (~female & (b < day("1953-12-06")), add_months(b, 65 * 12)),
+        (female & (b < day("1950-04-06")), add_months(b, 60 * 12)),
+        (female & (b >= day("1950-04-06")) & (b < day("1953-04-06")),
+         add_months(np.full_like(b, day("2010-05-06")), 2 * _month_window_index(b, "1950-04-06"))),
+        (female & (b >= day("1953-04-06")) & (b < day("1953-12-06")),
+         add_months(np.full_like(b, day("2016-07-06")), 4 * _month_window_index(b, "1953-04-06"))),
+        ((b >= day("1953-12-06")) & (b < day("1954-10-06")),
+         add_months(np.full_like(b, day("2019-03-06")), 2 * _month_window_index(b, "1953-12-06"))),
+        ((b >= day("1954-10-06")) & (b < day("1960-04-06")), add_months(b, 66 * 12)),
+        ((b >= day("1960-04-06")) & (b < day("1961-03-06")),
+         add_months(add_months(b, 66 * 12), _month_window_index(b, "1960-04-06") + 1)),
+    ]
+    for cond, val in r:
+        out = np.where(cond, val, out)
+    return out
+
+
+def second_thursday(month_first: np.ndarray) -> np.ndarray:
+    """Count date (second Thursday) of months given by their first day (int days)."""
+    f = np.asarray(month_first, dtype=np.int64)
+    dow = (f + 3) % 7            # 1970-01-01 was a Thursday: Monday = 0 ... Thursday = 3
+    first_thu = f + (3 - dow) % 7
+    return first_thu + 7
+
+
+def _arrow(df, types: dict) -> "pa.Table":
+    """A pandas frame or pyarrow table as a pyarrow table with the given column types."""
+    import pyarrow as pa
+
+    if isinstance(df, pa.Table):
+        t = df
+    else:
+        t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    return pa.table({c: t[c].cast(ty) for c, ty in types.items()})
+
+
+def classify_offflows(claims, customers, programmes, employments, passthrough: tuple[str, ...] = (),
+                      chunk_people: int = 1_000_000) -> pd.DataFrame:
+    """Off-flows of the current data with their exclusion reason and job outcome (MEASURES.md 2 and 4).
+
+    claims: claim_id (str), person (int), benefit_code, office_code, start, end (int days, null = open),
+            lone_parent ('Y'/'N') [+ `passthrough` columns, returned unchanged].
+    customers: person, dob (nullable), sex ('M'/'F'/null), dod (nullable) -- one row per person with a row.
+    programmes: person, programme_code, start.   employments: person, paye_ref, start.
+    (pandas frames or pyarrow tables.) Every rule involves one person only, so people are
+    classified in chunks of `chunk_people` person ids to bound memory.
+    Returns one row per off-flow, ordered by claim_id: claim_id, person, benefit_code, office_code,
+    offflow_date (int), exclusion_reason (null = OPtE), job_start_date (int or null), is_job_outcome,
+    customer_group [, passthrough].
+    """
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    i64, s = pa.int64(), pa.string()
+    cl = _arrow(claims, {"claim_id": s, "person": i64, "benefit_code": s, "office_code": s, "start": i64,
+                         "end": i64, "lone_parent": s,
+                         **{c: (claims[c].type if isinstance(claims, pa.Table) else
+                                pa.Array.from_pandas(claims[c]).type) for c in passthrough}})
+    cust = customers if isinstance(customers, pd.DataFrame) else customers.to_pandas()
+    dob = cust["dob"]
+    has_dob = dob.notna().to_numpy()
+    spa = np.zeros(len(cust), dtype=np.int64)
+    if has_dob.any():
+        spa[has_dob] = state_pension_age_date(dob[has_dob].to_numpy(np.int64),
+                                              cust["sex"][has_dob].astype(object).where(cust["sex"][has_dob].notna(), "")
+                                              .to_numpy(object))
+    cu = pa.table({"person": pa.array(cust["person"].to_numpy(np.int64)),
+                   "dod": pa.array(cust["dod"], type=i64, from_pandas=True),
+                   "spa": pa.array(spa, mask=~has_dob)})
+    pr = _arrow(programmes, {"person": i64, "programme_code": s, "start": i64})
+    em = _arrow(employments, {"person": i64, "paye_ref": s, "start": i64})
+    in_scope = "('" + "','".join(IN_SCOPE) + "')"
+    excl = "('" + "','".join(EXCLUDING_PROGRAMMES) + "')"
+    extra = "".join(f", r.{c}" for c in passthrough)
+    sql = f"""
+    with o as (
+        select claim_id, person, benefit_code, office_code, "end" as d, lone_parent{"".join(", " + c for c in passthrough)}
+        from cl where benefit_code in {in_scope} and "end" is not null
+    ),
+    f as (
+        select o.*,
+          (cu.dod is not null and cu.dod <= o.d + {DEATH_GRACE_DAYS}) as is_died,
+          (cu.spa is not null and cu.spa <= o.d + {RETIREMENT_GRACE_DAYS}) as is_retired,
+          exists (select 1 from cl c where c.person = o.person and c.benefit_code = o.benefit_code
+                  and c.claim_id <> o.claim_id
+                  and c.start between o.d and o.d + {RETURN_WINDOW_DAYS}) as is_return,
+          exists (select 1 from cl c where c.person = o.person and c.benefit_code <> o.benefit_code
+                  and c.start <= o.d + {CROSSFLOW_WINDOW_DAYS}
+                  and (c."end" is null or c."end" > o.d)) as is_cross,
+          exists (select 1 from pr p where p.person = o.person and p.programme_code in {excl}
+                  and p.start between o.d - {PROGRAMME_WINDOW_BEFORE_DAYS}
+                                  and o.d + {PROGRAMME_WINDOW_AFTER_DAYS}) as is_prog
+        from o left join cu on cu.person = o.person
+    ),
+    r as (
+        select *, case when is_died then 'died' when is_retired then 'retired'
+                       when is_return then 'returned_within_week' when is_cross then 'cross_flow'
+                       when is_prog then 'programme_start' end as exclusion_reason
+        from f
+    ),
+    cand as (
+        select e.person, e.paye_ref, e.start as s, r.claim_id, r.d,
+               row_number() over (partition by e.person, e.paye_ref, e.start
+                                  order by abs(e.start - r.d), r.d desc, r.claim_id desc) as rk
+        from em e join r on r.person = e.person
+         and e.start between r.d - {JOB_WINDOW_BEFORE_DAYS} and r.d + {JOB_WINDOW_AFTER_DAYS}
+        where r.exclusion_reason is null or r.exclusion_reason not in ('died', 'returned_within_week')
+    ),
+    j as (select claim_id, min(s) as job_start_date from cand where rk = 1 group by claim_id)
+    select r.claim_id, r.person, r.benefit_code, r.office_code, r.d as offflow_date,
+           r.exclusion_reason, j.job_start_date, j.job_start_date is not null as is_job_outcome,
+           case when upper(r.lone_parent) = 'Y' then 'lone_parent'
+                when r.benefit_code in ('ESA', 'IB', 'SDA') then 'sick_or_disabled'
+                when r.benefit_code = 'JSA' then 'jsa' else 'other' end as customer_group{extra}
+    from r left join j using (claim_id)
+    """
+    top = 0
+    for t in (cl, cu, pr, em):
+        if t.num_rows:
+            top = max(top, int(pc.max(t["person"]).as_py()) + 1)
+    parts = []
+    con = duckdb.connect()
+    try:
+        con.execute("set threads = 2")
+        con.execute("set memory_limit = '2GB'")
+        con.execute("set preserve_insertion_order = false")
+        for lo in range(0, max(top, 1), chunk_people):
+            hi = lo + chunk_people
+
+            def part(t):
+                m = pc.and_(pc.greater_equal(t["person"], lo), pc.less(t["person"], hi))
+                return t.filter(m)
+            con.register("cl", part(cl))
+            con.register("cu", part(cu))
+            con.register("pr", part(pr))
+            con.register("em", part(em))
+            parts.append(con.sql(sql).to_arrow_table())
+            for name in ("cl", "cu", "pr", "em"):
+                con.unregister(name)
+    finally:
+        con.close()
+    out = pa.concat_tables(parts)
+    out = out.take(pc.sort_indices(out, [("claim_id", "ascending")]))
+    return out.to_pandas()
+
+
+def jsa_cohort_shares(claims, cutoff: int, first_day: int) -> dict:
+    """Section 5 national JSA cohort off-flow shares at weeks 13/26/52 over due cohorts.
+
+    claims: the current JSA claims (pyarrow table or pandas frame: person, claim_id, start, end).
+    Only cohorts whose window lies wholly after `first_day` (the first day of the inbox
+    period) count, so that the stock (spells that began before the period) does not bias them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(claims, pa.Table):
+        claims = pa.Table.from_pandas(claims[["person", "claim_id", "start", "end"]].reset_index(drop=True),
+                                      preserve_index=False)
+    n = claims.num_rows
+    if n == 0:
+        return {}
+    order = pc.sort_indices(claims, [("person", "ascending"), ("start", "ascending"), ("claim_id", "ascending")])
+    BIG = np.int64(1) << 40
+    person = claims["person"].take(order).to_numpy().astype(np.int64)
+    start = claims["start"].take(order).to_numpy().astype(np.int64)
+    end = pc.fill_null(claims["end"].take(order).cast(pa.int64()), int(BIG)).to_numpy().astype(np.int64)
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = person[1:] != person[:-1]
+    # running max of end within person (groups are contiguous)
+    grp = np.cumsum(new_group) - 1
+    cm = pd.Series(end).groupby(grp).cummax().to_numpy()
+    prev = np.empty(n, dtype=np.int64)
+    prev[1:] = cm[:-1]
+    new_spell = new_group | (start > prev + RETURN_WINDOW_DAYS)
+    sid = np.cumsum(new_spell) - 1
+    s_start = start[new_spell]
+    s_end = pd.Series(end).groupby(sid).max().to_numpy()
+    s_end_known = s_end < BIG
+    # cohort months
+    m = s_start.astype("datetime64[D]").astype("datetime64[M]")
+    first = m.astype("datetime64[D]").astype(np.int64)
+    cd = second_thursday(first)
+    m = np.where(s_start <= cd, m, m + 1)
+    mfirst = m.astype("datetime64[D]").astype(np.int64)
+    cd_m = second_thursday(mfirst)
+    cd_prev = second_thursday((m - 1).astype("datetime64[D]").astype(np.int64))
+    keep = cd_prev >= first_day
+    out = {}
+    for k in COHORT_WEEKS:
+        due = keep & (cutoff >= cd_m + 7 * k)
+        size = int(due.sum())
+        off = int((due & s_end_known & (s_end <= s_start + 7 * k)).sum())
+        out[str(k)] = {"cohort_spells": size, "offflowed": off,
+                       "share": round(off / size, 4) if size else None}
+    return out

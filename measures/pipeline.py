@@ -1,0 +1,151 @@
+"""`opte run` and `opte backfill`: the whole chain, land -> build -> publish, as functions.
+
+The Airflow DAG (dags/opte_monthly.py) runs the same steps as separate tasks: `land`
+and `publish_month` are called from there as they are here; the build is split into one
+task per dbt model by Cosmos, after which `record_build` writes the same build_info.json
+that `opte build` writes.
+
+A backfill publishes every month in a range from **one** build of the warehouse, so every
+month reflects the data cut-off of the lake as it is now (later extracts, corrections and
+late job outcomes included; months older than the maturity windows are final). To
+reproduce what was published at an earlier date, rebuild with that cut-off first
+(`opte build --cutoff YYYY-MM-DD`, which uses only extracts dated on or before it) and
+publish from that warehouse.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from measures.errors import OpteError
+from measures.publish_tables import ReportMonth, add_months
+
+log = logging.getLogger("opte.pipeline")
+
+
+def land(home: Path, inbox: Path) -> None:
+    """Land every extract of `inbox`; OpteError (after landing the rest) if any file was rejected whole."""
+    from ingest.landing import land_inbox
+
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise OpteError(f"inbox {inbox} is not a folder; give the folder holding <dataset>/<files>")
+    report = land_inbox(inbox, Path(home))
+    log.info("%s", report.summary())
+    if report.rejected_files:
+        names = "; ".join(f"{r.file}: {r.reason}" for r in report.rejected_files)
+        raise OpteError(f"{len(report.rejected_files)} file(s) rejected whole, the rest landed: {names}; "
+                        "fix or remove them and run again")
+
+
+def build_fingerprint(home: Path, cutoff: date | str | None) -> str:
+    """What a build's result depends on: the landed manifests, the dbt project's files and the cut-off.
+
+    Two builds with the same fingerprint make the same warehouse (dbt is deterministic given
+    its inputs), so the DAG can skip a rebuild, e.g. for the 2nd..nth month of a backfill.
+    """
+    import hashlib
+
+    from measures.config import DBT_PROJECT_DIR, lake_dir
+
+    digest = hashlib.sha256()
+    for path in sorted((lake_dir(home) / "_manifests").glob("*/*.json")):
+        digest.update(f"lake/{path.parent.name}/{path.name}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    skip = {"target", "logs", "dbt_packages"}
+    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
+        rel = path.relative_to(DBT_PROJECT_DIR)
+        if path.is_file() and rel.parts[0] not in skip and not rel.name.startswith("."):
+            digest.update(f"dbt/{rel.as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(f"cutoff={cutoff.isoformat() if isinstance(cutoff, date) else cutoff}".encode())
+    return digest.hexdigest()
+
+
+def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
+    """True unless the warehouse exists and its build_info.json records the current fingerprint."""
+    from measures.config import warehouse_path
+
+    info_path = Path(home) / "build_info.json"
+    if not warehouse_path(Path(home)).exists() or not info_path.exists():
+        return True
+    try:
+        recorded = json.loads(info_path.read_text()).get("fingerprint")
+    except json.JSONDecodeError:
+        return True
+    needed = recorded != build_fingerprint(Path(home), cutoff)
+    log.info("warehouse %s", "must be rebuilt" if needed else "is up to date with the lake and dbt project: no rebuild")
+    return needed
+
+
+def record_build(home: Path, cutoff: date | None, seconds: float | None = None) -> Path:
+    """Write `<home>/build_info.json` for a warehouse built outside `opte build` (the DAG's Cosmos tasks).
+
+    Same fields as measures.build.build writes (code version, cut-off requested, parameters),
+    plus the build fingerprint that lets the DAG skip an unchanged rebuild.
+    """
+    from measures.build import measure_parameters
+    from measures.config import code_version
+
+    info = {
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "cutoff_requested": cutoff.isoformat() if cutoff else None,
+        "parameters": measure_parameters(),
+        "seconds": None if seconds is None else round(seconds, 1),
+        "fingerprint": build_fingerprint(Path(home), cutoff),
+    }
+    path = Path(home) / "build_info.json"
+    path.write_text(json.dumps(info, indent=2))
+    return path
+
+
+def run_month(home: Path, month: str, inbox: Path | None = None) -> Path:
+    """Land `inbox` (when given), build the warehouse, publish `month`; returns the publication folder."""
+    from measures.build import build
+    from measures.publish import publish_month
+
+    home = Path(home)
+    ReportMonth.parse(month)  # a bad month fails before any work
+    if inbox is not None:
+        land(home, inbox)
+    build(home)
+    return publish_month(home, month)
+
+
+def months_between(from_month: str, to_month: str) -> list[str]:
+    first, last = ReportMonth.parse(from_month).first_day, ReportMonth.parse(to_month).first_day
+    if first > last:
+        raise OpteError(f"--from {from_month} is after --to {to_month}")
+    months, m = [], first
+    while m <= last:
+        months.append(f"{m:%Y-%m}")
+        m = add_months(m, 1)
+    return months
+
+
+def backfill(home: Path, from_month: str, to_month: str, external: bool = False) -> list[Path]:
+    """Build once, then publish every month from `from_month` to `to_month` (and the external files).
+
+    Returns the internal publication folders in month order. Every month is published from
+    the same warehouse, i.e. at today's data cut-off (see the module docstring).
+    """
+    from tqdm import tqdm
+
+    from measures.build import build
+    from measures.publish import publish_month
+
+    home = Path(home)
+    months = months_between(from_month, to_month)
+    started = time.monotonic()
+    build(home)
+    folders = []
+    for month in tqdm(months, desc="publishing", unit="month"):
+        folders.append(publish_month(home, month))
+        if external:
+            publish_month(home, month, external=True)
+    log.info("backfilled %d month(s) in %.1f s", len(months), time.monotonic() - started)
+    return folders
