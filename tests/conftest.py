@@ -1,0 +1,37 @@
+"""Shared fixtures: the bundled sample landed and built once per test session."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from measures.config import SAMPLE_INBOX
+
+# Tests never see a production key; landing warns and uses its development key.
+os.environ.pop("OPTE_PSEUDO_KEY", None)
+
+
+@pytest.fixture(scope="session")
+def sample_built_home(tmp_path_factory) -> Path:
+    """A home folder with the sample inbox landed and the warehouse built (read-only for tests:
+    copy it with `copy_home` before changing anything)."""
+    from ingest.landing import land_inbox
+    from measures.build import build
+
+    home = tmp_path_factory.mktemp("sample_home")
+    report = land_inbox(SAMPLE_INBOX, home)
+    assert not report.rejected_files, report.summary()
+    build(home)
+    return home
+
+
+@pytest.fixture
+def copy_home(tmp_path):
+    """Copy a built home so a test can change it without touching the shared one."""
+    def _copy(home: Path) -> Path:
+        target = tmp_path / "home"
+        shutil.copytree(home, target, ignore=shutil.ignore_patterns(".*.lock"))
+        return target
+    return _copy
