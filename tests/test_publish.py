@@ -364,16 +364,13 @@ def sample_ready() -> bool:
 
 
 @pytest.fixture(scope="session")
-def sample_home(tmp_path_factory) -> Path:
-    """The real chain on the sample inbox: land, build (dbt). Shared by the slow tests."""
+def sample_home(sample_built_home, tmp_path_factory) -> Path:
+    """The real chain on the sample inbox (landed and built once per session by conftest),
+    copied so that publishing into it leaves the shared home untouched."""
     if not sample_ready():
         pytest.skip("data_samples/inbox or ingest/landing.py missing")
-    from measures.build import build
-    from measures.pipeline import land
-
-    home = tmp_path_factory.mktemp("sample_home")
-    land(home, SAMPLE)
-    build(home)
+    home = tmp_path_factory.mktemp("publish_sample") / "home"
+    shutil.copytree(sample_built_home, home, ignore=shutil.ignore_patterns(".*.lock"))
     return home
 
 
