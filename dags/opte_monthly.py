@@ -181,7 +181,7 @@ def opte_monthly():
     @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed")
     def check_build_needed(params=None) -> bool:
         from measures.config import resolve_home
-        from measures.pipeline import build_needed
+        from measures.build import build_needed
 
         params = params or {}
         return params.get("force_build") or build_needed(resolve_home(str(HOME)), params.get("data_cutoff"))
@@ -214,7 +214,7 @@ def opte_monthly():
         from datetime import date
 
         from measures.config import resolve_home
-        from measures.pipeline import record_build as record
+        from measures.build import record_build as record
 
         cutoff = (params or {}).get("data_cutoff")
         record(resolve_home(str(HOME)), date.fromisoformat(cutoff) if cutoff else None)

@@ -7,6 +7,7 @@ process per file, so a file lock serialises builds on the same home.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -100,22 +101,68 @@ def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
         raise OpteError(f"dbt {args[0]} failed: {detail}; see {log_file}")
 
 
+def build_fingerprint(home: Path, cutoff: date | str | None) -> str:
+    """What a build's result depends on: the landed manifests, the dbt project's files and the cut-off.
+
+    Two builds with the same fingerprint make the same warehouse (dbt is deterministic given
+    its inputs), so the DAG can skip a rebuild, e.g. for the 2nd..nth month of a backfill.
+    """
+    digest = hashlib.sha256()
+    for path in sorted((lake_dir(home) / "_manifests").glob("*/*.json")):
+        digest.update(f"lake/{path.parent.name}/{path.name}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    skip = {"target", "logs", "dbt_packages"}
+    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
+        rel = path.relative_to(DBT_PROJECT_DIR)
+        if path.is_file() and rel.parts[0] not in skip and not rel.name.startswith("."):
+            digest.update(f"dbt/{rel.as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(f"cutoff={cutoff}".encode())  # a date prints as YYYY-MM-DD, like the DAG's param
+    return digest.hexdigest()
+
+
+def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
+    """True unless the warehouse exists and its build_info.json records the current fingerprint."""
+    info_path = Path(home) / "build_info.json"
+    if not warehouse_path(Path(home)).exists() or not info_path.exists():
+        return True
+    try:
+        recorded = json.loads(info_path.read_text()).get("fingerprint")
+    except json.JSONDecodeError:
+        return True
+    needed = recorded != build_fingerprint(Path(home), cutoff)
+    log.info("warehouse %s", "must be rebuilt" if needed else "is up to date with the lake and dbt project: no rebuild")
+    return needed
+
+
+def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None) -> Path:
+    """Write `<home>/build_info.json`: what made the warehouse (code version, cut-off requested,
+    measure parameters) and the build fingerprint that lets the DAG skip an unchanged rebuild.
+
+    Called by `build` and by the DAG after its Cosmos tasks built the warehouse.
+    """
+    info = {
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "cutoff_requested": str(cutoff) if cutoff else None,
+        "parameters": measure_parameters(),
+        "seconds": None if seconds is None else round(seconds, 1),
+        "fingerprint": build_fingerprint(Path(home), cutoff),
+    }
+    path = Path(home) / "build_info.json"
+    path.write_text(json.dumps(info, indent=2))
+    return path
+
+
 def build(home: Path, cutoff: date | None = None) -> Path:
     """Build and test the warehouse from the landed lake; returns the warehouse path.
 
-    Records what made it in `<home>/build_info.json`: code version, cut-off requested,
-    parameters, and the manifests (checksums) of the landed extracts used.
+    Records what made it in `<home>/build_info.json` (see `record_build`).
     """
     check_lake_ready(home)
     started = time.monotonic()
     run_dbt(home, ["build"], cutoff)
-    info = {
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "cutoff_requested": cutoff.isoformat() if cutoff else None,
-        "parameters": measure_parameters(),
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    (home / "build_info.json").write_text(json.dumps(info, indent=2))
-    log.info("warehouse built in %.1f s: %s", info["seconds"], warehouse_path(home))
+    seconds = time.monotonic() - started
+    record_build(home, cutoff, seconds)
+    log.info("warehouse built in %.1f s: %s", seconds, warehouse_path(home))
     return warehouse_path(home)

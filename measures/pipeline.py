@@ -14,10 +14,8 @@ publish from that warehouse.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from datetime import date, datetime, timezone
 from pathlib import Path
 
 from measures.errors import OpteError
@@ -39,68 +37,6 @@ def land(home: Path, inbox: Path) -> None:
         names = "; ".join(f"{r.file}: {r.reason}" for r in report.rejected_files)
         raise OpteError(f"{len(report.rejected_files)} file(s) rejected whole, the rest landed: {names}; "
                         "fix or remove them and run again")
-
-
-def build_fingerprint(home: Path, cutoff: date | str | None) -> str:
-    """What a build's result depends on: the landed manifests, the dbt project's files and the cut-off.
-
-    Two builds with the same fingerprint make the same warehouse (dbt is deterministic given
-    its inputs), so the DAG can skip a rebuild, e.g. for the 2nd..nth month of a backfill.
-    """
-    import hashlib
-
-    from measures.config import DBT_PROJECT_DIR, lake_dir
-
-    digest = hashlib.sha256()
-    for path in sorted((lake_dir(home) / "_manifests").glob("*/*.json")):
-        digest.update(f"lake/{path.parent.name}/{path.name}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    skip = {"target", "logs", "dbt_packages"}
-    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
-        rel = path.relative_to(DBT_PROJECT_DIR)
-        if path.is_file() and rel.parts[0] not in skip and not rel.name.startswith("."):
-            digest.update(f"dbt/{rel.as_posix()}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(f"cutoff={cutoff.isoformat() if isinstance(cutoff, date) else cutoff}".encode())
-    return digest.hexdigest()
-
-
-def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
-    """True unless the warehouse exists and its build_info.json records the current fingerprint."""
-    from measures.config import warehouse_path
-
-    info_path = Path(home) / "build_info.json"
-    if not warehouse_path(Path(home)).exists() or not info_path.exists():
-        return True
-    try:
-        recorded = json.loads(info_path.read_text()).get("fingerprint")
-    except json.JSONDecodeError:
-        return True
-    needed = recorded != build_fingerprint(Path(home), cutoff)
-    log.info("warehouse %s", "must be rebuilt" if needed else "is up to date with the lake and dbt project: no rebuild")
-    return needed
-
-
-def record_build(home: Path, cutoff: date | None, seconds: float | None = None) -> Path:
-    """Write `<home>/build_info.json` for a warehouse built outside `opte build` (the DAG's Cosmos tasks).
-
-    Same fields as measures.build.build writes (code version, cut-off requested, parameters),
-    plus the build fingerprint that lets the DAG skip an unchanged rebuild.
-    """
-    from measures.build import measure_parameters
-    from measures.config import code_version
-
-    info = {
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "cutoff_requested": cutoff.isoformat() if cutoff else None,
-        "parameters": measure_parameters(),
-        "seconds": None if seconds is None else round(seconds, 1),
-        "fingerprint": build_fingerprint(Path(home), cutoff),
-    }
-    path = Path(home) / "build_info.json"
-    path.write_text(json.dumps(info, indent=2))
-    return path
 
 
 def run_month(home: Path, month: str, inbox: Path | None = None) -> Path:
