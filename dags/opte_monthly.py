@@ -25,6 +25,9 @@ of their interval. For a manual run (`airflow dags test opte_monthly <date>`,
 | `publish` | publishes the report month (`measures.publish.publish_month`; also the external files when param `external` is true) |
 
 Assets (outlets): `opte_lake` (land), `opte_warehouse` (record_build), `opte_publication` (publish).
+Their URIs point into `OPTE_HOME`: one Airflow deployment (metadata database) serves one home
+folder. Pointing the same Airflow database at another `OPTE_HOME` makes Airflow refuse the
+tasks (an asset name may not change its URI); give another home its own `AIRFLOW_HOME`.
 
 ## Single writer for DuckDB
 DuckDB allows one writing process per database file (and no reader beside a writer), and every

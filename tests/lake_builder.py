@@ -13,24 +13,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest.contracts import CONTRACTS, DATE, INT
+
+_ARROW = {DATE: pa.date32(), INT: pa.int64()}  # every other kind lands as a string
+
+# The landed columns of each dataset, from the extract contracts landing itself uses.
 SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
-    "benefit_claims": [("claim_id", pa.string()), ("person_key", pa.string()), ("benefit_code", pa.string()),
-                       ("office_code", pa.string()), ("claim_start_date", pa.date32()),
-                       ("claim_end_date", pa.date32()), ("end_reason_code", pa.string()),
-                       ("lone_parent", pa.string()), ("disabled", pa.string())],
-    "customers": [("person_key", pa.string()), ("date_of_birth", pa.date32()), ("sex", pa.string()),
-                  ("date_of_death", pa.date32()), ("area_code", pa.string())],
-    "tax_employments": [("person_key", pa.string()), ("paye_ref", pa.string()), ("start_date", pa.date32()),
-                        ("end_date", pa.date32()), ("form", pa.string()), ("received_date", pa.date32())],
-    "programme_starts": [("person_key", pa.string()), ("programme_code", pa.string()),
-                         ("start_date", pa.date32()), ("office_code", pa.string())],
-    "offices": [("office_code", pa.string()), ("office_name", pa.string()),
-                ("reporting_office_code", pa.string()), ("district_code", pa.string()),
-                ("district_name", pa.string()), ("region_code", pa.string()), ("region_name", pa.string()),
-                ("valid_from", pa.date32()), ("valid_to", pa.date32())],
-    "disadvantaged_areas": [("area_code", pa.string()), ("area_name", pa.string()),
-                            ("valid_from", pa.date32()), ("valid_to", pa.date32())],
-    "opte_targets": [("financial_year", pa.int64()), ("district_code", pa.string()), ("opte_target", pa.int64())],
+    dataset: [(c.landed_name, _ARROW.get(c.kind, pa.string())) for c in contract.columns]
+    for dataset, contract in CONTRACTS.items()
 }
 
 
