@@ -211,6 +211,9 @@ class AirflowServices:
             # only the backfill's runs: no run for the latest interval of the cron schedule
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            # several processes write the SQLite metadata DB: wait for locks instead of failing
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_sqlite_settings.CONNECT_ARGS",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")])),
         }
         self.logs = logs
         self.procs: list[subprocess.Popen] = []
