@@ -13,10 +13,7 @@ with claims as (
         claims.office_code,
         claims.claim_start_date,
         claims.claim_end_date
-    from {{ ref('stg_lake__benefit_claims') }} as claims
-    inner join {{ ref('benefits') }} as benefits
-        on benefits.benefit_code = claims.benefit_code
-    where benefits.is_opte_in_scope
+    from {{ ref('int_claims_in_scope') }} as claims
 ),
 
 running_ends as (

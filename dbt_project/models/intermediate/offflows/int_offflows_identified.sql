@@ -1,13 +1,9 @@
--- One row per off-flow: the end of an in-scope claim (seed benefits.is_opte_in_scope) with a
+-- One row per off-flow: the end of an in-scope claim (int_claims_in_scope) with a
 -- non-null claim_end_date on or before the data cut-off (MEASURES.md sections 2 and 9).
 -- The off-flow date d is claim_end_date. Attributed to the `offices` row of its office valid
 -- at d (section 8), and carrying what the exclusion and scoring rules need from its customer.
 with claims as (
-    select * from {{ ref('stg_lake__benefit_claims') }}
-),
-
-benefits as (
-    select benefit_code from {{ ref('benefits') }} where is_opte_in_scope
+    select * from {{ ref('int_claims_in_scope') }}
 ),
 
 cutoff as (
@@ -36,8 +32,6 @@ offflows as (
         claims.is_lone_parent,
         claims.is_disabled
     from claims
-    inner join benefits
-        on benefits.benefit_code = claims.benefit_code
     cross join cutoff  -- one row: the data cut-off
     where claims.claim_end_date is not null
       and claims.claim_end_date <= cutoff.data_cutoff
