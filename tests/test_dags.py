@@ -265,10 +265,12 @@ def test_airflow_backfill_matches_opte_backfill(airflow_run, tmp_path):
     services.cli("pools", "set", "opte_warehouse", "1", "DuckDB warehouse: one process at a time")
     services.cli("dags", "unpause", "opte_monthly")
     started = time.monotonic()
+    # The backfill's runs are created before the scheduler and API server start, so that no two
+    # processes write the SQLite metadata DB at once while they are made; the scheduler runs them.
+    services.cli("backfill", "create", "--dag-id", "opte_monthly", "--from-date", f"{months[0]}-01",
+                 "--to-date", f"{months[-1]}-01", "--max-active-runs", "1")
     services.start()
     try:
-        services.cli("backfill", "create", "--dag-id", "opte_monthly", "--from-date", f"{months[0]}-01",
-                     "--to-date", f"{months[-1]}-01", "--max-active-runs", "1")
         deadline = time.monotonic() + 600
         while True:
             try:
