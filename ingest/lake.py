@@ -8,7 +8,6 @@ the next landing (`remove_orphans`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ QUARANTINE = "_quarantine"
 REJECTED = "_rejected"
 TMP_SUFFIX = ".tmp"
 SCRATCH = ".landing_tmp"  # under the home folder
+KEY_RECORD = "_pseudonym_key.json"  # the fingerprint of the key the lake's person keys were made with
 
 
 def partition(extract_date: date) -> str:
@@ -126,23 +126,31 @@ def remove_orphans(lake: Path, datasets) -> list[Path]:
             for path in folder.rglob("*" + TMP_SUFFIX):
                 path.unlink()
                 removed.append(path)
+    tmp = lake / (KEY_RECORD + TMP_SUFFIX)
+    if tmp.exists():
+        tmp.unlink()
+        removed.append(tmp)
     return removed
 
 
-@contextlib.contextmanager
-def landing_lock(home: Path):
-    """One landing at a time per home folder (an exclusive lock on `<home>/.landing.lock`)."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".landing.lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            from measures.errors import OpteError
-            raise OpteError(f"another `opte land` is running on {home}; wait for it and retry") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def read_key_record(lake: Path) -> dict | None:
+    """`lake/_pseudonym_key.json`: the fingerprint of the lake's pseudonymisation key (never the key)."""
+    path = Path(lake) / KEY_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def write_key_record(lake: Path, record: dict) -> None:
+    write_json_atomic(Path(lake) / KEY_RECORD, record)
+
+
+def landed_key_fingerprints(lake: Path) -> dict[str | None, list[str]]:
+    """Key fingerprint recorded by each committed manifest (None: landed before fingerprints were
+    recorded) -> the extracts ("dataset YYYY-MM-DD") landed with it."""
+    out: dict[str | None, list[str]] = {}
+    for path in sorted((Path(lake) / MANIFESTS).glob("*/*.json")):
+        m = json.loads(path.read_text(encoding="utf-8"))
+        out.setdefault(m.get("key_fingerprint"), []).append(f"{m['dataset']} {m['extract_date']}")
+    return out
 
 
 def scratch_dir(home: Path) -> Path:

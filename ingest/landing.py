@@ -37,18 +37,20 @@ import pyarrow.parquet as pq
 from ingest import lake as lk
 from ingest.contracts import CODE, CONTRACTS, DATE, FLAG, INT, NINO, REJECT_REASONS, Contract
 from ingest.lake import current_files  # noqa: F401  (public helper, re-exported)
-from ingest.nino import INVALID_MARKER, Pseudonymiser, pseudo_key, scrub
+from ingest.nino import DEVELOPMENT_KEY, ENV_KEY, INVALID_MARKER, Pseudonymiser, key_fingerprint, pseudo_key, scrub
 from ingest.sources import Batch, FileRejected, check_header, open_source
 from ingest.validate import first_reason
+from measures import locks
 from measures.config import code_version, lake_dir
 from measures.errors import OpteError
 
 log = logging.getLogger(__name__)
 
 INBOX_NAME = re.compile(r"^(?P<dataset>[a-z_]+)_(?P<date>[0-9]{8})\.(?P<fmt>csv|csv\.gz|parquet)$")
+# Our quarantine columns: an inbox column of the same name is dropped from quarantine. `_landed_at`
+# stays reserved (lakes landed before it moved to the manifest have it, typed, in every file).
 RESERVED_NAMES = ("reject_reason", "_dataset", "_extract_date", "_source_file", "_row_number",
                   "_raw_line", "_landed_at")
-LANDED_AT_TYPE = pa.timestamp("us", tz="UTC")
 DUCKDB_MEMORY_LIMIT = "512MB"
 PROGRESS_EVERY_SECONDS = 15.0
 
@@ -183,7 +185,8 @@ def _typed(kind: str, expr: str) -> str:
 class _FileLanding:
     """The landing of one inbox file; `run` returns its manifest or raises FileRejected."""
 
-    def __init__(self, delivery: Delivery, sha: str, home: Path, scratch: Path, con, pseudonymiser: Pseudonymiser):
+    def __init__(self, delivery: Delivery, sha: str, home: Path, scratch: Path, con, pseudonymiser: Pseudonymiser,
+                 fingerprint: str):
         self.d = delivery
         self.contract: Contract = CONTRACTS[delivery.dataset]
         self.sha = sha
@@ -191,10 +194,10 @@ class _FileLanding:
         self.scratch = scratch
         self.con = con
         self.pseudonymiser = pseudonymiser
-        self.landed_at = datetime.now(timezone.utc)
+        self.fingerprint = fingerprint
+        self.landed_at = datetime.now(timezone.utc)  # in the manifest only: landed files are reproducible
         self._extract_scalar = pa.scalar(delivery.extract_date, pa.date32())
         self._source_scalar = pa.scalar(delivery.name, pa.string())
-        self._landed_scalar = pa.scalar(self.landed_at, LANDED_AT_TYPE)
         self.by_reason = dict.fromkeys(REJECT_REASONS, 0)
         self.rows_read = 0
 
@@ -203,8 +206,7 @@ class _FileLanding:
         return pa.schema([pa.field(n, pa.string()) for n in names] + [
             pa.field("reject_reason", pa.string()), pa.field("_dataset", pa.string()),
             pa.field("_extract_date", pa.date32()), pa.field("_source_file", pa.string()),
-            pa.field("_row_number", pa.int64()), pa.field("_raw_line", pa.string()),
-            pa.field("_landed_at", LANDED_AT_TYPE)])
+            pa.field("_row_number", pa.int64()), pa.field("_raw_line", pa.string())])
 
     def _meta(self, n: int, reason, rows, raw_line) -> list[pa.Array]:
         return [
@@ -214,7 +216,6 @@ class _FileLanding:
             pa.repeat(self._source_scalar, n),
             pa.array(rows, pa.int64()),
             raw_line if raw_line is not None else pa.nulls(n, pa.string()),
-            pa.repeat(self._landed_scalar, n),
         ]
 
     def _quarantine_rows(self, table: pa.Table, reason: pa.Array, rows, raw_line=None) -> pa.Table:
@@ -320,7 +321,7 @@ class _FileLanding:
         typ = {DATE: pa.date32(), INT: pa.int64()}
         return pa.schema([pa.field(col.landed_name, typ.get(col.kind, pa.string())) for col in self.contract.columns]
                          + [pa.field("_extract_date", pa.date32()), pa.field("_source_file", pa.string()),
-                            pa.field("_row_number", pa.int64()), pa.field("_landed_at", LANDED_AT_TYPE)])
+                            pa.field("_row_number", pa.int64())])
 
     def _write_landed(self, stage: Path, drops: _SortedRowNumbers | None, data_tmp: Path) -> int:
         """Stream the staged rows in file order, minus dropped duplicates, typed, to the landed file."""
@@ -351,8 +352,7 @@ class _FileLanding:
                     elif col.kind in (CODE, FLAG):
                         v = pc.utf8_upper(v)
                     arrays.append(v)
-                arrays += [pa.repeat(self._extract_scalar, n), pa.repeat(self._source_scalar, n),
-                           rows, pa.repeat(self._landed_scalar, n)]
+                arrays += [pa.repeat(self._extract_scalar, n), pa.repeat(self._source_scalar, n), rows]
                 writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
                 written += n
         return written
@@ -400,6 +400,7 @@ class _FileLanding:
             "exact_duplicates_dropped": exact,
             "landed_at": self.landed_at.isoformat(),
             "code_version": code_version(),
+            "key_fingerprint": self.fingerprint,
             "history": [],
         }
         if previous:
@@ -494,10 +495,12 @@ def _duckdb(scratch: Path):
 class _Run:
     """One `opte land`: the report, and the resources opened on first need (key, scratch, DuckDB)."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, key: bytes, fingerprint: str):
         self.home = home
         self.lake = lake_dir(home)
         self.report = LandingReport()
+        self.key = key
+        self.fingerprint = fingerprint
         self.pseudonymiser: Pseudonymiser | None = None
         self.scratch: Path | None = None
         self.con = None
@@ -530,12 +533,13 @@ class _Run:
             log.info("%s: already landed (same SHA-256), nothing to do", dl.name)
             return
         if self.con is None:
-            self.pseudonymiser = Pseudonymiser(pseudo_key())
+            self.pseudonymiser = Pseudonymiser(self.key)
             self.scratch = lk.scratch_dir(self.home)
             self.con = _duckdb(self.scratch)
         started = time.monotonic()
         try:
-            manifest = _FileLanding(dl, sha, self.home, self.scratch, self.con, self.pseudonymiser).run(previous)
+            manifest = _FileLanding(dl, sha, self.home, self.scratch, self.con, self.pseudonymiser,
+                                    self.fingerprint).run(previous)
         except FileRejected as exc:
             self.reject(dl.path, str(exc), sha)
             for p in self.scratch.glob("*.*"):
@@ -560,6 +564,40 @@ class _Run:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
+def check_pseudonym_key(lake: Path, key: bytes) -> str:
+    """One pseudonym space per lake: refuse a key other than the one the lake's person keys were made
+    with (OpteError, nothing changed); returns the key's fingerprint.
+
+    The lake records the fingerprint (`lake/_pseudonym_key.json`, and every manifest), never the key.
+    A lake with nothing landed adopts the key it is given. A lake landed before fingerprints were
+    recorded adopts it too, with a warning (its earlier key cannot be checked).
+    """
+    fingerprint = key_fingerprint(key)
+    record = lk.read_key_record(lake)
+    landed = lk.landed_key_fingerprints(lake)
+    recorded = record.get("key_fingerprint") if record else None
+    others = {fp for fp in landed if fp not in (None, fingerprint)}
+    if landed and recorded not in (None, fingerprint):
+        others.add(recorded)
+    if others:
+        theirs = sorted(others)[0]
+        dev = " (the development key: is OPTE_PSEUDO_KEY unset?)" if key == DEVELOPMENT_KEY else ""
+        raise OpteError(
+            f"the lake {lake} was pseudonymised with another key (fingerprint {theirs[:12]}), and {ENV_KEY} gives "
+            f"key {fingerprint[:12]}{dev}: landing would mix two pseudonym spaces, so nothing was landed or "
+            f"changed. Set {ENV_KEY} to the lake's key, or, to change keys, land the whole retained inbox into "
+            "a new, empty home with the new key")
+    if recorded != fingerprint:
+        if landed:
+            log.warning("the lake %s has no record of its pseudonymisation key (landed before keys were "
+                        "fingerprinted): recording key %s; if it was landed with another key, land the retained "
+                        "inbox into a new home", lake, fingerprint[:12])
+        lk.write_key_record(lake, {"key_fingerprint": fingerprint, "development_key": key == DEVELOPMENT_KEY,
+                                   "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   "code_version": code_version()})
+    return fingerprint
+
+
 def land_inbox(inbox: Path, home: Path) -> LandingReport:
     """Land every extract of `inbox` into `<home>/lake`; files that cannot be read are rejected whole.
 
@@ -569,8 +607,10 @@ def land_inbox(inbox: Path, home: Path) -> LandingReport:
     if not inbox.is_dir():
         raise OpteError(f"inbox folder {inbox} does not exist (or is not a folder); "
                         "pass the folder holding <dataset>/<dataset>_<YYYYMMDD>.csv")
-    with lk.landing_lock(home):
-        run = _Run(home)
+    with locks.lake_lock(home, shared=False, who="opte land"):
+        key = pseudo_key()
+        fingerprint = check_pseudonym_key(lake_dir(home), key)  # before anything in the lake changes
+        run = _Run(home, key, fingerprint)
         shutil.rmtree(home / lk.SCRATCH, ignore_errors=True)  # left by a landing that was killed
         removed = lk.remove_orphans(run.lake, CONTRACTS)
         if removed:

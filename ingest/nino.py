@@ -64,6 +64,18 @@ def pseudo_key() -> bytes:
     return value.encode("utf-8")
 
 
+FINGERPRINT_LABEL = b"opte pseudonymisation key fingerprint, v1"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What identifies a pseudonymisation key without revealing it: HMAC-SHA256(key, a fixed label).
+
+    Two keys give the same person_key for a NINO only if they are the same key, and then they
+    give the same fingerprint; the fingerprint cannot be turned back into the key.
+    """
+    return hmac.new(key, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+
+
 def person_key(normalised: str, key: bytes) -> str:
     return hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
 

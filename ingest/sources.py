@@ -7,6 +7,7 @@ read as the contract says raises `FileRejected` with a one-line reason.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -75,10 +76,12 @@ class CsvSource:
             with self._raw() as fh:
                 text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
                 first = next(csv.reader(text), None)
-        except UnicodeDecodeError as exc:
-            raise FileRejected(f"not UTF-8 text ({exc.reason} near the start of the file)") from None
+        except UnicodeDecodeError:
+            raise FileRejected(self._bad_utf8()) from None
         except (OSError, EOFError, zlib.error) as exc:
-            raise FileRejected(f"cannot be read{' as gzip' if self.gzipped else ''}: {one_line(exc)}") from None
+            if self.gzipped:
+                raise FileRejected(corrupt_gzip(exc)) from None
+            raise FileRejected(f"cannot be read: {one_line(exc)}") from None
         except csv.Error as exc:
             raise FileRejected(f"not CSV: {one_line(exc)}") from None
         if first is None:
@@ -154,10 +157,67 @@ class CsvSource:
     def _reason(self, exc: BaseException) -> str:
         msg = str(exc)
         if "UTF8" in msg or "UTF-8" in msg or "utf-8" in msg:
-            return "not UTF-8 text (invalid byte sequence)"
-        if self.gzipped and ("gzip" in msg.lower() or "zlib" in msg.lower() or isinstance(exc, (EOFError, zlib.error))):
-            return f"cannot be read as gzip: {one_line(exc)}"
+            return self._bad_utf8()
+        # Arrow reports a failing decompressor as an IOError (OSError), a CSV problem as ArrowInvalid
+        if self.gzipped and (isinstance(exc, (OSError, EOFError, zlib.error)) and not isinstance(exc, pa.ArrowInvalid)):
+            return corrupt_gzip(exc)
         return f"not readable as CSV: {one_line(exc)}"
+
+    def _bad_utf8(self) -> str:
+        """Where the first byte that is not UTF-8 is: line (1 = the header) and byte offset."""
+        where = first_bad_utf8(self._raw)
+        if where is None:
+            return "not UTF-8 text (invalid byte sequence)"
+        line, offset, byte = where
+        of = " of the decompressed text" if self.gzipped else ""
+        return f"not UTF-8 text: invalid byte 0x{byte:02X} on line {line} (byte offset {offset}{of})"
+
+
+_GZIP_PROBLEMS = {  # what zlib and Arrow say -> what it means
+    "truncated compressed stream": "the compressed data ends too early, a partial transfer?",
+    "compressed file ended before the end-of-stream marker": "the compressed data ends too early, a partial transfer?",
+    "incorrect data check": "checksum mismatch, the data is damaged",
+    "crc check failed": "checksum mismatch, the data is damaged",
+    "incorrect header check": "not gzip data, bad header",
+    "not a gzipped file": "not gzip data, bad header",
+    "inflate failed": "the compressed data is damaged",  # any other zlib failure
+    "while decompressing data": "the compressed data is damaged",
+}
+
+
+def corrupt_gzip(exc: BaseException) -> str:
+    """A decompression failure in one line: what it means, then what zlib or Arrow said."""
+    text = one_line(exc)
+    meaning = next((m for k, m in _GZIP_PROBLEMS.items() if k in text.lower()), None)
+    return f"corrupt gzip stream: {meaning} ({text})" if meaning else f"corrupt gzip stream: {text}"
+
+
+def first_bad_utf8(open_raw, chunk_size: int = 1 << 20) -> tuple[int, int, int] | None:
+    """(line, byte offset, byte value) of the first byte that is not valid UTF-8 in the stream
+    `open_raw()` opens (lines counted from 1; an offset counts bytes from the start, BOM included);
+    None when the whole stream decodes (or it cannot be read again)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes fed to the decoder before this chunk
+    newlines = 0  # newlines in the bytes before this chunk
+    try:
+        with open_raw() as fh:
+            while True:
+                chunk = fh.read(chunk_size)
+                pending = decoder.getstate()[0]  # undecoded bytes of the previous chunk (a split character)
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as exc:
+                    data = pending + chunk
+                    at = exc.start  # in data
+                    start = offset - len(pending)
+                    line = newlines - pending.count(b"\n") + data[:at].count(b"\n") + 1
+                    return line, start + at, data[at]
+                if not chunk:
+                    return None
+                offset += len(chunk)
+                newlines += chunk.count(b"\n")
+    except (OSError, EOFError, zlib.error):
+        return None
 
 
 def _empty(names: list[str]) -> pa.Table:

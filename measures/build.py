@@ -1,26 +1,36 @@
 """`opte build`: build and test the warehouse with dbt (models, seeds, data tests, unit tests).
 
 dbt runs as a subprocess so that each build gets a clean dbt state and its own environment
-(`OPTE_HOME` points the profile at `<home>/warehouse.duckdb`). DuckDB allows one writing
-process per file, so a file lock serialises builds on the same home.
+(`OPTE_HOME` points the profile at `<home>/warehouse.duckdb`); it is started through
+`measures.dies_with_parent`, so it dies with the build whatever kills the build.
+
+A build holds, for its whole run (measures.locks): the home's warehouse lock exclusively (one
+writer; publishers wait for it) and the lake lock shared (no landing commits while it runs).
+Under them it takes a `LakeSnapshot`, the landing manifests as they stand, checks it (every
+dataset landed within the cut-off, one pseudonym key) and checks that no process outside the
+protocol holds DuckDB's lock on the warehouse (an orphaned dbt, an analyst's connection):
+those are named in one line rather than met as a dbt traceback. The build record
+(`build_info.json`) names exactly the extracts of the snapshot the build read.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from measures.config import DATASETS, DBT_PROJECT_DIR, code_version, lake_dir, warehouse_path
+from measures import locks
+from measures.config import (DATASETS, DATASETS_INCREMENTAL, DBT_PROJECT_DIR, code_version, lake_dir,
+                             warehouse_path)
 from measures.errors import OpteError
 
 log = logging.getLogger("opte.build")
@@ -55,62 +65,174 @@ def dbt_paths(home: Path) -> list[str]:
             "--target-path", str(home / "dbt" / "target"), "--log-path", str(home / "dbt" / "logs")]
 
 
-def check_lake_ready(home: Path) -> None:
-    """Every dataset needs at least one landed extract before the warehouse can be built."""
-    manifests = lake_dir(home) / "_manifests"
-    missing = [d for d in DATASETS if not any((manifests / d).glob("*.json"))]
+# ---------------------------------------------------------------- the lake a build reads
+
+
+@dataclass(frozen=True)
+class LakeSnapshot:
+    """The landing manifests of a home as they stood at one moment: `{relative path: bytes}`."""
+
+    manifests: dict[str, bytes]
+
+    @classmethod
+    def take(cls, home: Path) -> "LakeSnapshot":
+        root = lake_dir(Path(home)) / "_manifests"
+        return cls({f"lake/{p.parent.name}/{p.name}": p.read_bytes() for p in sorted(root.glob("*/*.json"))})
+
+    def parsed(self) -> list[dict]:
+        return [json.loads(raw) for raw in self.manifests.values()]
+
+    def extracts(self, cutoff: date | str | None = None) -> list[dict]:
+        """The landed extracts a build with `cutoff` reads (all when None), by dataset and date."""
+        limit = str(cutoff) if cutoff else None
+        out = []
+        for m in self.parsed():
+            if limit is None or m["extract_date"] <= limit:
+                out.append({k: m.get(k) for k in ("dataset", "extract_date", "source_file", "sha256",
+                                                  "rows_landed", "rows_quarantined")})
+        return sorted(out, key=lambda e: (e["dataset"], e["extract_date"]))
+
+    def key_fingerprints(self) -> dict[str, list[str]]:
+        """Pseudonym key fingerprint -> the extracts landed with it (manifests that record one)."""
+        out: dict[str, list[str]] = {}
+        for m in self.parsed():
+            if m.get("key_fingerprint"):
+                out.setdefault(m["key_fingerprint"], []).append(f"{m['dataset']} {m['extract_date']}")
+        return out
+
+
+def check_lake_ready(home: Path, snapshot: LakeSnapshot | None = None, cutoff: date | None = None) -> None:
+    """Refuse a build that could only give wrong figures, before it touches the warehouse:
+
+    - every dataset needs at least one landed extract (dated on or before the cut-off, when one
+      is given: a cut-off before the landed data would make an empty warehouse);
+    - every extract must carry person keys of one pseudonymisation key.
+    """
+    snapshot = snapshot or LakeSnapshot.take(home)
+    dates: dict[str, list[str]] = {d: [] for d in DATASETS}
+    for m in snapshot.parsed():
+        dates.setdefault(m["dataset"], []).append(m["extract_date"])
+    missing = [d for d in DATASETS if not dates[d]]
     if missing:
         raise OpteError(f"no landed extract for {', '.join(missing)} under {lake_dir(home)}; "
                         "run `opte land --inbox DIR` first")
+    if cutoff is not None:
+        limit = cutoff.isoformat()
+        before = [d for d in DATASETS if not any(x <= limit for x in dates[d])]
+        if before:
+            earliest = max(min(dates[d]) for d in DATASETS)
+            if all(d in before for d in DATASETS_INCREMENTAL):
+                which = "no incremental dataset has an extract"
+            else:
+                which = f"{', '.join(before)} {'has' if len(before) == 1 else 'have'} no extract"
+            raise OpteError(f"--cutoff {limit} is before the landed data: {which} dated on or before it; the "
+                            f"earliest cut-off with every dataset landed is {earliest}. Nothing was built and the "
+                            "warehouse is unchanged")
+    keys = snapshot.key_fingerprints()
+    if len(keys) > 1:
+        detail = "; ".join(f"key {fp[:12]}: {len(names)} extract(s), e.g. {names[0]}" for fp, names in keys.items())
+        raise OpteError(f"the lake under {lake_dir(home)} mixes person keys of {len(keys)} pseudonymisation keys "
+                        f"({detail}); its figures would be wrong. Land the retained inbox into a new, empty home "
+                        "with one key and build there")
 
 
-@contextmanager
-def warehouse_lock(home: Path):
-    """Hold an exclusive lock on the home's warehouse for the duration of a dbt process."""
-    lock_path = home / ".warehouse.lock"
-    with open(lock_path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another build on %s to finish", home)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+def check_warehouse_free(home: Path) -> None:
+    """No process outside our locks may hold DuckDB's lock on the warehouse when dbt starts.
+
+    Called holding the warehouse lock, so any holder is not a build or publisher of this home:
+    an orphaned dbt (a writer) or an analyst's connection (a reader). Named, in one line.
+    """
+    path = warehouse_path(home)
+    found = locks.holders(path)
+    if found:
+        raise OpteError(warehouse_busy_message(path, found))
+
+
+def warehouse_busy_message(path: Path, found: list[locks.Holder]) -> str:
+    writers = [h for h in found if h.mode == "WRITE"]
+    if writers:
+        return (f"the warehouse {path} is held open for writing by {locks.describe(writers)}, outside any "
+                f"`opte build` (a dbt left over from a killed build?); stop it (kill {writers[0].pid}) "
+                "and rerun `opte build`")
+    return (f"the warehouse {path} is open read-only in {locks.describe(found)}; a build needs it to itself: "
+            f"close that connection (or stop pid {found[0].pid}) and rerun `opte build`")
+
+
+# ---------------------------------------------------------------- running dbt
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STAMP = re.compile(r"^\d\d:\d\d:\d\d(?:\.\d+)?\s+")
+_ERROR_LINE = re.compile(r"(?:^|\s)(?:[\w.]*(?:Error|Exception)):\s*(?P<msg>.+)$")
+_ERROR_HEADER = re.compile(r"^(?:\w+ )*Error(?: in .*)?$")
+_DUCKDB_LOCK = re.compile(r'Could not set lock on file "(?P<path>[^"]+)": Conflicting lock is held in '
+                          r"(?P<cmd>.+?) \(PID (?P<pid>\d+)\)")
 
 
 def _failures(run_results: Path) -> list[str]:
     if not run_results.exists():
         return []
     results = json.loads(run_results.read_text()).get("results", [])
-    return [f"{r['unique_id']} ({r['status']})" for r in results
-            if r.get("status") in ("error", "fail", "runtime error")]
+    out = []
+    for r in results:
+        if r.get("status") in ("error", "fail", "runtime error"):
+            message = " ".join(str(r.get("message") or "").split())
+            out.append(f"{r['unique_id']} ({r['status']}{': ' + message[:200] if message else ''})")
+    return out
+
+
+def dbt_error_line(output: str) -> str:
+    """The one line of dbt's console output that says what went wrong (not a traceback's code lines)."""
+    lines = [_STAMP.sub("", _ANSI.sub("", ln)).strip() for ln in output.splitlines()]
+    lines = [ln for ln in lines if ln]
+    for i in range(len(lines) - 1, -1, -1):
+        m = _ERROR_LINE.search(lines[i])
+        if m:
+            return m["msg"]
+        if _ERROR_HEADER.match(lines[i]) and i + 1 < len(lines):
+            return f"{lines[i]}: {lines[i + 1]}"
+    return lines[-1] if lines else "no output"
 
 
 def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
-    """Run one dbt command on `home`'s warehouse; raise OpteError naming what failed."""
-    cmd = [dbt_executable(), *args, *dbt_paths(home), "--vars", json.dumps(dbt_vars(home, cutoff))]
-    log.info("running %s", " ".join(cmd[:2]))
-    with warehouse_lock(home):
+    """Run one dbt command on `home`'s warehouse; raise OpteError naming what failed, in one line.
+
+    Holds the warehouse lock (re-entrant: `build` already holds it) and starts dbt so that it
+    dies with this process.
+    """
+    dbt = [dbt_executable(), *args, *dbt_paths(home), "--vars", json.dumps(dbt_vars(home, cutoff))]
+    cmd = [sys.executable, "-m", "measures.dies_with_parent", str(os.getpid()), *dbt]
+    run_results = home / "dbt" / "target" / "run_results.json"
+    with locks.warehouse_lock(home, shared=False, who=f"`dbt {' '.join(args[:2])}`"):
+        check_warehouse_free(home)
+        log.info("running %s", " ".join(dbt[:2]))
+        run_results.unlink(missing_ok=True)  # never report the failures of an earlier run
         proc = subprocess.run(cmd, env=dbt_env(home), capture_output=True, text=True)
     log_file = home / "dbt" / "logs" / "dbt.log"
     if proc.returncode != 0:
-        failed = _failures(home / "dbt" / "target" / "run_results.json")
-        detail = "; ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-        if not detail:
-            tail = [ln for ln in proc.stdout.splitlines() if ln.strip()][-3:]
-            detail = " | ".join(tail)
-        raise OpteError(f"dbt {args[0]} failed: {detail}; see {log_file}")
+        output = proc.stdout + "\n" + proc.stderr
+        busy = _DUCKDB_LOCK.search(output)
+        if busy and Path(busy["path"]) == warehouse_path(home):  # a reader came in after the check
+            pid = int(busy["pid"])
+            mode = "READ" if "read-only mode" in output else "WRITE"
+            raise OpteError(warehouse_busy_message(warehouse_path(home),
+                                                   [locks.Holder(pid, locks.command_of(pid), mode)]))
+        failed = _failures(run_results)
+        detail = "; ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise OpteError(f"dbt {args[0]} failed: {detail or dbt_error_line(output)}; see {log_file}")
 
 
-def build_fingerprint(home: Path, cutoff: date | str | None) -> str:
+def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnapshot | None = None) -> str:
     """What a build's result depends on: the landed manifests, the dbt project's files and the cut-off.
 
     Two builds with the same fingerprint make the same warehouse (dbt is deterministic given
     its inputs), so the DAG can skip a rebuild, e.g. for the 2nd..nth month of a backfill.
+    `snapshot`: the manifests the build read (default: as they are now).
     """
+    snapshot = snapshot or LakeSnapshot.take(home)
     digest = hashlib.sha256()
-    for path in sorted((lake_dir(home) / "_manifests").glob("*/*.json")):
-        digest.update(f"lake/{path.parent.name}/{path.name}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for rel, raw in snapshot.manifests.items():
+        digest.update(f"{rel}\0".encode())
+        digest.update(hashlib.sha256(raw).digest())
     skip = {"target", "logs", "dbt_packages"}
     for path in sorted(DBT_PROJECT_DIR.rglob("*")):
         rel = path.relative_to(DBT_PROJECT_DIR)
@@ -135,34 +257,53 @@ def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
     return needed
 
 
-def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None) -> Path:
+def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None,
+                 snapshot: LakeSnapshot | None = None) -> Path:
     """Write `<home>/build_info.json`: what made the warehouse (code version, cut-off requested,
-    measure parameters) and the build fingerprint that lets the DAG skip an unchanged rebuild.
+    measure parameters, the landed extracts read: dataset, extract date, source file, SHA-256)
+    and the build fingerprint that lets the DAG skip an unchanged rebuild.
 
-    Called by `build` and by the DAG after its Cosmos tasks built the warehouse.
+    Called by `build` (with the snapshot it took before dbt started) and by the DAG after its
+    Cosmos tasks built the warehouse (without one: the manifests as they are then).
     """
+    snapshot = snapshot or LakeSnapshot.take(home)
+    keys = sorted(snapshot.key_fingerprints())
     info = {
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "cutoff_requested": str(cutoff) if cutoff else None,
         "parameters": measure_parameters(),
         "seconds": None if seconds is None else round(seconds, 1),
-        "fingerprint": build_fingerprint(Path(home), cutoff),
+        "fingerprint": build_fingerprint(Path(home), cutoff, snapshot),
+        "key_fingerprint": keys[0] if len(keys) == 1 else None,
+        "input_extracts": snapshot.extracts(cutoff),
     }
     path = Path(home) / "build_info.json"
-    path.write_text(json.dumps(info, indent=2))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path)
     return path
 
 
 def build(home: Path, cutoff: date | None = None) -> Path:
     """Build and test the warehouse from the landed lake; returns the warehouse path.
 
-    Records what made it in `<home>/build_info.json` (see `record_build`).
+    Waits for a running landing, build or publisher of the home (saying so), then reads the lake
+    as it stands, which no landing can change until the build ends. Records what made the
+    warehouse in `<home>/build_info.json` (see `record_build`).
     """
-    check_lake_ready(home)
-    started = time.monotonic()
-    run_dbt(home, ["build"], cutoff)
-    seconds = time.monotonic() - started
-    record_build(home, cutoff, seconds)
-    log.info("warehouse built in %.1f s: %s", seconds, warehouse_path(home))
+    home = Path(home)
+    with locks.warehouse_lock(home, shared=False, who="opte build"), \
+            locks.lake_lock(home, shared=True, who="opte build"):
+        snapshot = LakeSnapshot.take(home)
+        check_lake_ready(home, snapshot, cutoff)
+        started = time.monotonic()
+        run_dbt(home, ["build"], cutoff)
+        seconds = time.monotonic() - started
+        if LakeSnapshot.take(home) != snapshot:  # only a landing that ignores the lake lock could do this
+            raise OpteError(f"the landed manifests under {lake_dir(home)} changed while the warehouse was built; "
+                            "the build is not recorded: run `opte build` again")
+        record_build(home, cutoff, seconds, snapshot)
+    log.info("warehouse built in %.1f s from %d landed extract(s): %s", seconds,
+             len(snapshot.extracts(cutoff)), warehouse_path(home))
     return warehouse_path(home)

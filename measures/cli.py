@@ -34,7 +34,10 @@ def _day(value: str) -> date:
 
 
 def _fraction(value: str) -> float:
-    f = float(value)
+    try:
+        f = float(value)
+    except ValueError:
+        f = float("nan")
     if not 0.0 <= f < 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {value}")
     return f
@@ -96,8 +99,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an argument error is one line on stderr (MEASURES.md section 11), no usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="opte",
         description="Benefit off-flow performance measures (OPtE, JOT points, cohort off-flow rates).",
     )
@@ -156,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OpteError as exc:
-        print(f"opte {args.command}: {exc}", file=sys.stderr)
+        print(f"opte {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"opte {args.command}: interrupted", file=sys.stderr)
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # last resort: one line, full detail only when asked for
         if args.verbose or os.environ.get("OPTE_DEBUG"):
             raise
-        print(f"opte {args.command}: unexpected {type(exc).__name__}: {exc} "
+        print(f"opte {args.command}: unexpected {type(exc).__name__}: {one_line(exc)} "
               "(rerun with -v for the traceback)", file=sys.stderr)
         return 1
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import fcntl
 import logging
 import os
 import shutil
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from measures import disclosure
+from measures import disclosure, locks
 from measures.config import DBT_PROJECT_DIR, code_version, publish_dir
 from measures.manifest import file_entry, input_extracts, write_manifest
 from measures.publish_tables import (
@@ -48,6 +47,7 @@ from measures.publish_tables import (
     connect, conversion_table, data_cutoff, office_districts, opte_table, provisional_months, write_csv,
     write_parquet,
 )
+from measures.housekeeping import remove_publish_leftovers
 from measures.workbooks import DistrictContext, safe_name, write_workbook
 
 log = logging.getLogger("opte.publish")
@@ -60,6 +60,7 @@ def publication_folder(home: Path, month: str, external: bool = False) -> Path:
     return (root / "external" if external else root) / ReportMonth.parse(month).label
 
 
+@locks.reads_warehouse("opte publish")  # waits for a running build of the home, saying so
 def publish_month(home: Path, month: str, external: bool = False) -> Path:
     """Publish report month `month` (YYYY-MM) from `<home>/warehouse.duckdb`; returns the folder.
 
@@ -199,10 +200,10 @@ def _default_parameters() -> dict:
 
 @contextmanager
 def _publish_lock(home: Path):
-    """One publisher at a time per home (the swap reads the previous manifest)."""
-    publish_dir(home).mkdir(parents=True, exist_ok=True)
-    with open(publish_dir(home) / ".publish.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """One publisher at a time per home (the swap reads the previous manifest); whoever takes
+    it first removes what dead publishers left (measures.housekeeping)."""
+    with locks.publish_lock(home):
+        remove_publish_leftovers(publish_dir(home))
         yield
 
 

@@ -44,7 +44,6 @@ def write_extract(lake: Path, dataset: str, extract_date: str, rows: list[dict])
     cols["_extract_date"] = pa.array([ed] * n, type=pa.date32())
     cols["_source_file"] = pa.array([stem + ".csv"] * n, type=pa.string())
     cols["_row_number"] = pa.array(range(1, n + 1), type=pa.int64())
-    cols["_landed_at"] = pa.array([landed_at] * n, type=pa.timestamp("us"))
     table = pa.table(cols)
     sha = hashlib.sha256(json.dumps(rows, default=str, sort_keys=True).encode()).hexdigest()
     part = f"extract_date={ed.isoformat()}"
@@ -57,7 +56,6 @@ def write_extract(lake: Path, dataset: str, extract_date: str, rows: list[dict])
         "reject_reason": pa.array([], pa.string()), "_dataset": pa.array([], pa.string()),
         "_extract_date": pa.array([], pa.date32()), "_source_file": pa.array([], pa.string()),
         "_row_number": pa.array([], pa.int64()), "_raw_line": pa.array([], pa.string()),
-        "_landed_at": pa.array([], pa.timestamp("us")),
     })
     pq.write_table(quarantine, lake / q_rel)
     manifest = {

@@ -294,18 +294,17 @@ def test_landed_schema(inbox, home):
     schema = pq.read_schema(home / "lake" / m["data_file"])
     assert schema.names == ["claim_id", "person_key", "benefit_code", "office_code", "claim_start_date",
                             "claim_end_date", "end_reason_code", "lone_parent", "disabled",
-                            "_extract_date", "_source_file", "_row_number", "_landed_at"]
+                            "_extract_date", "_source_file", "_row_number"]  # landing time: manifest only
     assert schema.field("claim_start_date").type == pa.date32()
     assert schema.field("_row_number").type == pa.int64()
-    assert schema.field("_landed_at").type == pa.timestamp("us", tz="UTC")
     assert m["data_file"] == "benefit_claims/extract_date=2009-01-05/benefit_claims_20090105.%s.parquet" % m["sha256"][:8]
     q_schema = pq.read_schema(home / "lake" / m["quarantine_file"])
-    assert q_schema.names[-7:] == ["reject_reason", "_dataset", "_extract_date", "_source_file", "_row_number",
-                                   "_raw_line", "_landed_at"]
+    assert q_schema.names[-6:] == ["reject_reason", "_dataset", "_extract_date", "_source_file", "_row_number",
+                                   "_raw_line"]
     assert pq.read_metadata(home / "lake" / m["quarantine_file"]).num_rows == 0  # always written
     assert set(m) >= {"dataset", "extract_date", "source_file", "sha256", "data_file", "quarantine_file",
                       "rows_read", "rows_landed", "rows_quarantined", "quarantined_by_reason",
-                      "exact_duplicates_dropped", "landed_at", "code_version", "history"}
+                      "exact_duplicates_dropped", "landed_at", "code_version", "key_fingerprint", "history"}
     assert current_files(home / "lake", "benefit_claims") == [m]
 
 
@@ -579,8 +578,10 @@ def test_bad_encoding_deep_in_file_rejects_whole(inbox, home):
     write_raw(inbox, "offices", data)
     write_csv(inbox, "customers", [row("customers")])
     report = land_inbox(inbox, home)
+    offset = data.index(b"\xe9")  # the reason says where: line 1 is the header, so the 2001st row is line 2002
+    assert data[:offset].count(b"\n") + 1 == 2002
     assert [(r.file, r.reason) for r in report.rejected_files] == [
-        ("offices_20090105.csv", "not UTF-8 text (invalid byte sequence)")]
+        ("offices_20090105.csv", f"not UTF-8 text: invalid byte 0xE9 on line 2002 (byte offset {offset})")]
     assert manifests(home, "offices") == [] and not (home / "lake" / "offices").exists()
     assert len(landed(home, "customers")) == 1
     assert not (home / ".landing_tmp").exists()
