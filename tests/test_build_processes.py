@@ -100,6 +100,7 @@ def test_a_build_reads_a_fixed_lake_while_landing_and_publishing_wait(sample_bui
     assert build_needed(home)  # the landing that waited makes the next build necessary
     published = json.loads((home / "publish" / month / "manifest.json").read_text())
     assert published["build"]["built_at"] == info["built_at"]
+    assert published["input_extracts"] == info["input_extracts"]  # what the warehouse holds, not the lake now
 
 
 def test_source_freshness_uses_the_landing_time_of_the_manifests(sample_built_home, tmp_path):

@@ -135,6 +135,7 @@ def test_build_waits_for_a_landing(tmp_path):
 # ------------------------------------------------------------------ publication beside a build
 
 
+@pytest.mark.slow  # publishes a month (about 15 s)
 def test_publish_waits_for_a_running_build(tmp_path):
     """A build in progress (warehouse lock and DuckDB's write lock held): publish waits, saying so,
     then publishes once the build is done, instead of failing on DuckDB's lock."""
@@ -150,6 +151,7 @@ def test_publish_waits_for_a_running_build(tmp_path):
     assert (home / "publish" / MONTH / "manifest.json").exists()
 
 
+@pytest.mark.slow  # publishes a month (about 15 s)
 def test_publish_removes_what_dead_publishers_left_and_spares_a_live_one(tmp_path):
     from measures.housekeeping import remove_publish_leftovers
 
