@@ -3,7 +3,8 @@
 A manifest `lake/_manifests/<dataset>/<YYYY-MM-DD>.json`, written last and atomically,
 is the only commit point: readers take only the files manifests name. Anything else
 under a dataset's folders is an orphan of an interrupted landing and is removed by
-the next landing (`remove_orphans`).
+the next landing (`remove_orphans`). `lake/_pseudonym_key.json` records the fingerprint
+of the key the lake's person keys were made with (ingest.landing.check_pseudonym_key).
 """
 from __future__ import annotations
 

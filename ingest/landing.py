@@ -16,6 +16,10 @@ For each inbox file, in extract-date order per dataset:
 
 A file that cannot be read as the contract says is rejected whole (recorded under
 `lake/_rejected/`); the other files still land.
+
+A landing holds the home's lake lock exclusively (measures.locks): it waits for a running build
+(which reads the lake) or landing, saying for whom. Before anything in the lake changes, it
+checks that the pseudonymisation key is the lake's (`check_pseudonym_key`).
 """
 from __future__ import annotations
 

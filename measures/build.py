@@ -152,8 +152,8 @@ def warehouse_busy_message(path: Path, found: list[locks.Holder]) -> str:
     writers = [h for h in found if h.mode == "WRITE"]
     if writers:
         return (f"the warehouse {path} is held open for writing by {locks.describe(writers)}, outside any "
-                f"`opte build` (a dbt left over from a killed build?); stop it (kill {writers[0].pid}) "
-                "and rerun `opte build`")
+                "`opte build` of this home: if it is a dbt left over from a killed build, stop it "
+                f"(kill {writers[0].pid}), else wait for it to finish; then rerun `opte build`")
     return (f"the warehouse {path} is open read-only in {locks.describe(found)}; a build needs it to itself: "
             f"close that connection (or stop pid {found[0].pid}) and rerun `opte build`")
 
