@@ -43,8 +43,11 @@ def _fraction(value: str) -> float:
 def cmd_synth(args: argparse.Namespace) -> int:
     from ingest.synth import synthesize
 
+    from ingest.synth import resolve_period
+
+    start, end = resolve_period(args.start, args.end, args.years)
     summary = synthesize(
-        out=Path(args.out), people=args.people, start=args.start, end=args.end,
+        out=Path(args.out), people=args.people, start=start, end=end,
         seed=args.seed, dirty=args.dirty, bad_files=args.bad_files,
     )
     print(summary)
@@ -110,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a synthetic inbox of extracts")
     p.add_argument("--out", required=True, help="inbox folder to write")
     p.add_argument("--people", type=int, default=5000, help="number of customers (default 5000)")
-    p.add_argument("--start", type=_month, default="2008-04", help="first month YYYY-MM (default 2008-04)")
-    p.add_argument("--end", type=_month, default="2011-03", help="last month YYYY-MM (default 2011-03)")
+    p.add_argument("--start", type=_month, default=None, help="first month YYYY-MM (default 2008-04)")
+    p.add_argument("--end", type=_month, default=None, help="last month YYYY-MM (default 2011-03)")
+    p.add_argument("--years", type=int, default=None,
+                   help="length in years (12 months each): from --start, else ending with --end "
+                        "(--years 10: April 2001 to March 2011)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--dirty", type=_fraction, default=0.0,
                    help="fraction of bad rows to inject (landing quarantines them)")
