@@ -107,15 +107,17 @@ class Organisation:
 # planted in a smaller office, so that it moves the national benchmark little; a low share
 # needs a large office to be detectable at all.
 OUTLIERS = (
-    ("cross_flow_share", "high", 0.30, "cross_mult", 2.5,
-     "cross-flow probability of a spell end x 2.5 (people pushed onto other benefits)"),
-    ("failed_to_sign_share", "high", 0.45, "fts_p", 0.35,
-     "35 % of OPtE-type closures recorded as failed to sign whatever happened"),
-    ("programme_start_share", "high", 0.60, "prog_mult", 4.0,
-     "New Deal / FND start probability x 4 (people pushed onto programmes)"),
+    ("cross_flow_share", "high", 0.20, "cross_mult", 2.0,
+     "cross-flow probability of a spell end x 2 (people pushed onto other benefits)", (("opte_share", "low"),)),
+    ("failed_to_sign_share", "high", 0.35, "fts_p", 0.25,
+     "25 % of OPtE-type closures recorded as failed to sign whatever happened", ()),
+    ("programme_start_share", "high", 0.50, "prog_mult", 3.0,
+     "New Deal / FND start probability x 3 (people pushed onto programmes)", (("opte_share", "low"),)),
     ("programme_start_share", "low", 1.00, "prog_mult", 0.15,
-     "New Deal / FND start probability x 0.15 (few referrals to the options)"),
+     "New Deal / FND start probability x 0.15 (few referrals to the options)", (("opte_share", "high"),)),
 )
+# (the last item: other indicators the change moves on purpose, and which way: more cross-flows or
+# programme starts are more exclusions, so a lower OPtE share)
 
 
 def plant_outliers(org: Organisation):
@@ -128,7 +130,7 @@ def plant_outliers(org: Organisation):
     size = np.bincount(rep, weights=org.weight, minlength=org.n_offices)
     order = sorted(mains, key=lambda o: (size[o], org.office_code[o]))
     records, used = [], set()
-    for indicator, direction, q, param, value, what in OUTLIERS:
+    for indicator, direction, q, param, value, what, side in OUTLIERS:
         free = [o for o in order if o not in used]
         if not free:
             break
@@ -139,6 +141,7 @@ def plant_outliers(org: Organisation):
         getattr(plants, param)[members] = value
         records.append({"office_code": str(org.office_code[o]), "indicator": indicator, "direction": direction,
                         "change": what, "parameter": param, "value": value,
+                        "side_effects": [{"indicator": i, "direction": d} for i, d in side],
                         "customer_share": round(float(size[o]), 4)})
     return plants, records
 

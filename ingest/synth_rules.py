@@ -461,6 +461,20 @@ MONITOR_COLUMNS = ["month", "office_code", "district_code", "indicator", "numera
                    "benchmark_share", "lower_limit", "upper_limit", "flag", "warning"]
 
 
+def _funnel_flags(a: np.ndarray, n: np.ndarray, A: int, N: int, z: float) -> np.ndarray:
+    """'high' / 'low' / None: share a/n beyond p -/+ z sqrt(p (1 - p) / n), p = A/N, decided exactly
+    in integers ((aN - An)^2 against z^2 A (N - A) n), so that a share on a limit is never flagged."""
+    from fractions import Fraction
+
+    z2 = Fraction(str(z)) ** 2
+    out = np.full(len(a), None, dtype=object)
+    for i, (ai, ni) in enumerate(zip(a.tolist(), n.tolist())):
+        excess = ai * N - A * ni
+        if excess * excess * z2.denominator > z2.numerator * A * (N - A) * ni:
+            out[i] = "high" if excess > 0 else "low"
+    return out
+
+
 def office_monitors(om: pd.DataFrame, district_at) -> pd.DataFrame:
     """MEASURES.md 14: the funnel monitors per report month, reporting office and indicator.
 
@@ -492,9 +506,10 @@ def office_monitors(om: pd.DataFrame, district_at) -> pd.DataFrame:
                 half = FUNNEL_Z * np.sqrt(p * (1 - p) / d[keep])
                 half_w = FUNNEL_Z_WARNING * np.sqrt(p * (1 - p) / d[keep])
             testable = 0 < p < 1
-            flag = np.where(~testable, None, np.where(share > p + half, "high", np.where(share < p - half, "low", None)))
-            warn = np.where(~testable, None, np.where(share > p + half_w, "high",
-                                                       np.where(share < p - half_w, "low", None)))
+            flag = _funnel_flags(n[keep], d[keep], int(n.sum()), int(d.sum()), FUNNEL_Z) if testable else \
+                np.full(int(keep.sum()), None, dtype=object)
+            warn = _funnel_flags(n[keep], d[keep], int(n.sum()), int(d.sum()), FUNNEL_Z_WARNING) if testable else \
+                np.full(int(keep.sum()), None, dtype=object)
             rows.append(pd.DataFrame({
                 "month": M, "office_code": offices[keep], "district_code": dist[keep], "indicator": ind,
                 "numerator": n[keep], "denominator": d[keep], "share": share, "benchmark_share": p,

@@ -409,9 +409,6 @@ def simulate(kr: Keyed, gid0: int, people: int, org: Organisation, plants: Plant
             back_p26[ri] = gap_cdf(np.minimum(182, room), r13, r26, tail)
         back_p13[(outcome == O_DIED) | (outcome == O_RETIRED)] = 0.0   # no in-scope claim ever follows
         back_p26[(outcome == O_DIED) | (outcome == O_RETIRED)] = 0.0
-        claims.add(person=idx, benefit=b, start=last_start, end=e, reason=reason, key=key | np.uint64(10),
-                   proxy_p=proxy_p, back_p13=back_p13, back_p26=back_p26)
-
         ov = np.full(k, -1)
         md = np.zeros(k, dtype=np.int64)
         # cross-flow: the other claim starts within 14 days, or (10 %) already before the end
@@ -423,6 +420,11 @@ def simulate(kr: Keyed, gid0: int, people: int, org: Organisation, plants: Plant
             nxt[ci] = st
             ov[ci] = dest[ci]
             md[ci] = np.maximum(1, e[ci] - st + 1 + kr.integers(kc, 30, 0, 31))
+            # a destination claim that never happens (death, State Pension age): no cross-flow, no return
+            cancel = (st >= dod[idx[ci]]) | ((st >= spa[idx[ci]] - 14) & (dest[ci] != PC))
+            back_p13[ci[cancel]] = 0.0
+            back_p26[ci[cancel]] = 0.0
+
         # programme starts that take the person off benefit (never before the spell starts)
         pi = np.flatnonzero(outcome == O_PROG)
         if len(pi):
@@ -434,12 +436,20 @@ def simulate(kr: Keyed, gid0: int, people: int, org: Organisation, plants: Plant
             code[fnd] = "FND"
             progs.add(person=idx[pi], code=code, start=pstart, key=kp | np.uint64(4))
             nxt[pi] = pstart + kr.integers(kp, 34, 90, 201)
+            # (the off-flow is OPtE only where the programme start is missing from the data, e.g. before
+            # the first extract: then the next claim comes when the programme ends, 90-200 days after it)
+            room = np.minimum(dod[idx[pi]], spa[idx[pi]] - 14) - 1
+            for k_weeks, arr in ((13, back_p13), (26, back_p26)):
+                last = np.minimum(e[pi] + 7 * k_weeks, room)
+                arr[pi] = np.clip((last - pstart - 90 + 1) / 111, 0.0, 1.0)
             emp = (code == "NDYP_EMP") & (kr.uniform(kp, 35) < 0.8)
             if emp.any():
                 js = pstart[emp] + kr.integers(kp[emp], 36, 0, 8)
                 ne = nxt[pi][emp]
                 emps.add(person=idx[pi][emp], start=js, end=np.where(ne - 5 > js, ne - 5, -1),
                          key=kp[emp] | np.uint64(1))
+        claims.add(person=idx, benefit=b, start=last_start, end=e, reason=reason, key=key | np.uint64(10),
+                   proxy_p=proxy_p, back_p13=back_p13, back_p26=back_p26)
         # HMRC job starts (never before the spell starts)
         ji = np.flatnonzero(job)
         if len(ji):
