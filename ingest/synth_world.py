@@ -75,9 +75,9 @@ O_OPTE, O_RETURN, O_CROSS, O_PROG, O_DIED, O_RETIRED = range(6)
 
 # End reasons staff record. A leaver into work (HMRC start) gets FW/IW with probability
 # PROXY_JOB_P; failed to sign and not known absorb the rest (the proxy's undercount).
-END_REASONS_JOB = (["FW", "IW", "NK", "FTS"], [0.71, 0.07, 0.09, 0.13])
+END_REASONS_JOB = (["FW", "IW", "NK", "FTS"], [0.73, 0.06, 0.08, 0.13])
 END_REASONS_NOJOB = (["FW", "FTS", "NK", "AB", "FTE", "PR", "CC", "AT"],
-                     [0.13, 0.53, 0.16, 0.03, 0.05, 0.02, 0.06, 0.02])
+                     [0.13, 0.57, 0.15, 0.03, 0.04, 0.02, 0.04, 0.02])
 END_REASONS_RETURN = (["FTS", "NK", "FW", "CC"], [0.55, 0.2, 0.15, 0.10])
 PROXY_REASONS = ("FW", "IW")
 UNKNOWN_END_REASONS = ["OTH", "UNK", "99"]
@@ -91,7 +91,7 @@ def _proxy_share(names_probs) -> float:
     return float(sum(q for n, q in zip(names, p) if n in PROXY_REASONS) / sum(p))
 
 
-PROXY_JOB_P = _proxy_share(END_REASONS_JOB)        # 0.78
+PROXY_JOB_P = _proxy_share(END_REASONS_JOB)        # 0.79
 PROXY_NOJOB_P = _proxy_share(END_REASONS_NOJOB)    # 0.13
 PROXY_RETURN_P = _proxy_share(END_REASONS_RETURN)  # 0.15
 
@@ -101,7 +101,7 @@ PROXY_RETURN_P = _proxy_share(END_REASONS_RETURN)  # 0.15
 # return or a cross-flow), else after 182 days + Exp(GAP_MEAN). Keyed by (JSA?, job?).
 # Hansard, 12 July 2004, col. 951W: 35.4 % of people leaving JSA on finding work
 # (March 2002 to February 2003) made a new JSA claim within six months.
-RETURN_RATES = {(True, True): (0.17, 0.30), (True, False): (0.28, 0.44),
+RETURN_RATES = {(True, True): (0.20, 0.36), (True, False): (0.28, 0.44),
                 (False, True): (0.09, 0.17), (False, False): (0.14, 0.25)}
 RETURN_MIN_GAP = 15
 

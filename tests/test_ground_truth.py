@@ -98,6 +98,7 @@ def truth(w, name: str) -> pd.DataFrame:
 
 def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame, keys: list[str], what: str) -> None:
     """Equal sets of keys, and equal values (floats to 1e-9, nulls equal) in every other column of `want`."""
+    assert len(want) > 0, f"{what}: the truth has no rows: nothing would be compared"
     got = got.sort_values(keys).reset_index(drop=True)
     want = want.sort_values(keys).reset_index(drop=True)
     both = got.merge(want, on=keys, how="outer", indicator=True, suffixes=("", "_truth"))
