@@ -38,9 +38,9 @@ import pyarrow.parquet as pq
 from ingest.synth_emit import NULL_OFFICE, ChunkRows, ClaimNumbers, build_part, make_paye_refs
 from ingest.synth_org import UNKNOWN_OFFICE_CODES, Organisation, build_organisation, plant_outliers
 from ingest.synth_random import Keyed
-from ingest.synth_rules import (EPOCH, SUSTAINABILITY_WEEKS, classify_offflows, jsa_cohort_shares,
-                                measure_agreement, month_first, monthly_by_level, office_month_counts,
-                                office_monitors, sum_office_months, sustainability)
+from ingest.synth_rules import (EPOCH, MONITORS, SUSTAINABILITY_WEEKS, classify_offflows, financial_year,
+                                jsa_cohort_shares, measure_agreement, month_first, monthly_by_level,
+                                office_month_counts, office_monitors, sum_office_months, sustainability)
 from ingest.synth_world import (BENEFITS, PROXY_JOB_P, PROXY_NOJOB_P, PROXY_RETURN_P, RETURN_RATES,
                                 simulate)
 from ingest.synth_write import (DirtyFactory, FileSpec, count_dirty, date_array, iso, nino_array,
@@ -442,9 +442,7 @@ def _fresh_ninos(rng: np.random.Generator, real: np.ndarray, n: int) -> list[str
 
 
 def _financial_years(months: np.ndarray) -> np.ndarray:
-    my = months.astype("datetime64[Y]").astype(np.int64) + 1970
-    mm = (months - months.astype("datetime64[Y]").astype("datetime64[M]")).astype(np.int64) + 1
-    return np.where(mm >= 4, my, my - 1)
+    return financial_year(months.astype("datetime64[D]").astype(np.int64))
 
 
 def _targets(people_by_office: np.ndarray, org: Organisation, months: np.ndarray, move_date: int | None,
@@ -754,11 +752,7 @@ def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography,
         ["offflows", "opte_offflows", "excluded_cross_flow", "excluded_programme_start",
          "excluded_returned_within_week", "opte_failed_to_sign"]].sum()
     nat = tot.sum()
-    defs = {ind: (num, den) for ind, num, den in
-            [("opte_share", "opte_offflows", "offflows"), ("cross_flow_share", "excluded_cross_flow", "offflows"),
-             ("programme_start_share", "excluded_programme_start", "offflows"),
-             ("returned_within_week_share", "excluded_returned_within_week", "offflows"),
-             ("failed_to_sign_share", "opte_failed_to_sign", "opte_offflows")]}
+    defs = {ind: (num, den) for ind, num, den in MONITORS}
     outliers = []
     for p in planted:
         num, den = defs[p["indicator"]]
