@@ -393,7 +393,8 @@ def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, 
     for k, v in geo.attribute(t["office"].to_numpy(np.int64), d).items():
         t[k] = v
     t["month"] = month_first(d)
-    acc["om"].append(office_month_counts(t))
+    # folded chunk by chunk: a national organisation has ~90,000 office-months per decade, per chunk
+    acc["om"] = [sum_office_months(acc["om"] + [office_month_counts(t)])]
     acc["offflows"] += len(t)
     _add(acc["reasons"], {k: int(v) for k, v in t["exclusion_reason"].fillna("opte").value_counts().items()})
     opte = t["exclusion_reason"].isna()

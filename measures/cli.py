@@ -41,9 +41,7 @@ def _fraction(value: str) -> float:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from ingest.synth import synthesize
-
-    from ingest.synth import resolve_period
+    from ingest.synth import resolve_period, synthesize
 
     start, end = resolve_period(args.start, args.end, args.years)
     summary = synthesize(
