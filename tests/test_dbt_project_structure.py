@@ -123,7 +123,8 @@ def test_exposures_cover_the_published_marts(manifest):
     exposures = manifest["exposures"].values()
     assert exposures, "declare the published files as exposures"
     exposed = {d.split(".")[-1] for e in exposures for d in e["depends_on"]["nodes"]}
-    assert {"opte_monthly", "cohort_offflow_rates", "opte_jot_conversion"} <= exposed
+    assert {"opte_monthly", "cohort_offflow_rates", "opte_jot_conversion", "measure_agreement",
+            "opte_sustainability", "office_monitors"} <= exposed
     for e in exposures:
         assert e["owner"].get("name") or e["owner"].get("email"), f"exposure {e['name']} needs an owner"
 
