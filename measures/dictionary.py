@@ -208,6 +208,7 @@ def source_model(table: str) -> str | None:
 # ---------------------------------------------------------------- dbt descriptions
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DOC_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
 
 
@@ -220,15 +221,22 @@ def _doc_blocks(project: Path = DBT_PROJECT_DIR) -> dict[str, str]:
     return blocks
 
 
-def render_description(text: str, project: Path = DBT_PROJECT_DIR) -> str:
-    """A dbt description with its doc() blocks and var() calls rendered, as dbt renders it."""
+@functools.cache
+def _renderer(project: Path):
     import jinja2
 
-    variables = (yaml.safe_load((project / "dbt_project.yml").read_text()) or {}).get("vars", {})
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    variables = (yaml.load((project / "dbt_project.yml").read_text(), Loader=_Loader) or {}).get("vars", {})
     blocks = _doc_blocks(project)
-    return env.from_string(text).render(doc=lambda name: blocks[name],
-                                        var=lambda name, default=None: variables.get(name, default))
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.globals.update(doc=lambda name: blocks[name], var=lambda name, default=None: variables.get(name, default))
+    return env
+
+
+def render_description(text: str, project: Path = DBT_PROJECT_DIR) -> str:
+    """A dbt description with its doc() blocks and var() calls rendered, as dbt renders it."""
+    if "{" not in text:
+        return text
+    return _renderer(project).from_string(text).render()
 
 
 @functools.cache
@@ -236,7 +244,7 @@ def dbt_descriptions(project: Path = DBT_PROJECT_DIR) -> dict[tuple[str, str], s
     """(model, column) -> the column's description as dbt renders it, for every model of the project."""
     out = {}
     for path in sorted((project / "models").rglob("*.yml")):
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
         for model in spec.get("models", []) or []:
             for column in model.get("columns", []) or []:
                 if column.get("description"):

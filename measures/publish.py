@@ -188,21 +188,66 @@ def write_publication(folder: Path, tables: dict[str, pd.DataFrame], ctx: Contex
 
 
 def write_district_files(folder: Path, view: View) -> list[dict]:
-    """districts/<code>.xlsx and districts/<code>.html for every real district of the month."""
+    """districts/<code>.xlsx and districts/<code>.html for every real district of the month.
+
+    Rendering (charts and workbooks) is most of the publication's time, so with many districts it
+    is shared with one forked worker process per further core (at most `OPTE_PUBLISH_WORKERS`,
+    default 2): the worker inherits the month's tables copy-on-write and writes its districts' files
+    into the same temporary folder. The files do not depend on who wrote them.
+    """
+    (folder / "districts").mkdir()
+    districts = view.districts()
+    workers = publish_workers(len(districts))
+    if workers <= 1:
+        return [e for d in districts for e in _district_files(folder, view, d)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
+    _FORKED = (folder, view)
+    try:
+        children = districts[1::2] if workers == 2 else [d for i, d in enumerate(districts) if i % workers]
+        own = [d for d in districts if d not in children]
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_district_files_forked, d) for d in children]
+            entries = [e for d in own for e in _district_files(folder, view, d)]
+            for future in futures:
+                entries += future.result()
+    finally:
+        _FORKED = None
+    return entries
+
+
+_FORKED: tuple[Path, View] | None = None
+PARALLEL_FROM_DISTRICTS = 6
+
+
+def publish_workers(districts: int) -> int:
+    if districts < PARALLEL_FROM_DISTRICTS:
+        return 1
+    try:
+        wanted = int(os.environ.get("OPTE_PUBLISH_WORKERS", "2"))
+    except ValueError:
+        wanted = 2
+    return max(1, min(wanted, os.cpu_count() or 1, districts))
+
+
+def _district_files_forked(district: tuple[str, str | None]) -> list[dict]:
+    folder, view = _FORKED
+    return _district_files(folder, view, district)
+
+
+def _district_files(folder: Path, view: View, district: tuple[str, str | None]) -> list[dict]:
     from measures.report import district_charts, district_page
 
-    entries = []
-    (folder / "districts").mkdir()
-    for code, name in view.districts():
-        path = folder / "districts" / f"{safe_name(code)}.xlsx"
-        sheets = write_workbook(path, view, code, name)
-        entry = file_entry(folder, path, sheets["Headline"])
-        entry["sheets"] = sheets
-        entries.append(entry)
-        page = folder / "districts" / f"{safe_name(code)}.html"
-        page.write_text(district_page(view, code, name, district_charts(view, code, name)), encoding="utf-8")
-        entries.append(file_entry(folder, page, None))
-    return entries
+    code, name = district
+    path = folder / "districts" / f"{safe_name(code)}.xlsx"
+    sheets = write_workbook(path, view, code, name)
+    entry = file_entry(folder, path, sheets["Headline"])
+    entry["sheets"] = sheets
+    page = folder / "districts" / f"{safe_name(code)}.html"
+    page.write_text(district_page(view, code, name, district_charts(view, code, name)), encoding="utf-8")
+    return [entry, file_entry(folder, page, None)]
 
 
 def _previous_info(previous: Path | None, target: Path) -> dict | None:

@@ -54,11 +54,14 @@ class Context:
         return self.month.label in self.provisional.get("opte", [])
 
     def provisional_note(self) -> str:
-        opte = ", ".join(self.provisional.get("opte", [])) or "none"
-        jot = ", ".join(self.provisional.get("jot", [])) or "none"
-        return (f"Provisional: OPtE for {opte}; job outcomes and JOT points for {jot}. Provisional figures can "
-                "move either way as later extracts arrive: a late return to benefit or a cross-flow lowers "
-                "OPtE, a late HMRC notice of a job start raises job outcomes and JOT points.")
+        parts = []
+        if self.provisional.get("opte"):
+            parts.append("OPtE (off-flows and exclusions) for " + ", ".join(self.provisional["opte"]))
+        if self.provisional.get("jot"):
+            parts.append("job outcomes and JOT points for " + ", ".join(self.provisional["jot"]))
+        return ("Provisional: " + "; ".join(parts or ["nothing"]) + ". Provisional figures can move either way "
+                "as later extracts arrive: a late return to benefit or a cross-flow lowers OPtE, a late HMRC "
+                "notice of a job start raises job outcomes and JOT points.")
 
     def previous_note(self) -> str:
         if not self.previous:
@@ -94,6 +97,8 @@ class View:
         self.revision_counts = revision_counts if revision_counts is not None else pd.DataFrame(
             columns=["district_code", "file", "change", "cells"])
         self.revision_rows = revision_rows if revision_rows is not None else pd.DataFrame()
+        self._merged_cache: dict[str, pd.DataFrame] = {}
+        self._grid_cache: dict[tuple[str, str], pd.DataFrame] = {}
 
     # ------------------------------------------------------------ units
 
@@ -128,20 +133,25 @@ class View:
             return pd.DataFrame(columns=["unit_code"])
         return t[t["month"] == self.ctx.month.first_day]
 
+    def _merged(self, level: str) -> pd.DataFrame:
+        """Every unit of the level at the report month: its standing from reporting_units with the month's
+        published opte_monthly figures (zero counts where it had no off-flows), indexed by unit code."""
+        if level not in self._merged_cache:
+            units = self.units[self.units["level"] == level]
+            monthly = self._month_rows(level)
+            keep = ["unit_code", *[c for c in FROM_MONTHLY if c in monthly.columns]]
+            merged = units.merge(monthly[keep], on="unit_code", how="left", suffixes=("", "_monthly"))
+            for col in COUNTS_ZERO_WITHOUT_ROW:
+                if col in merged and col in monthly.columns:
+                    merged[col] = merged[col].fillna(0)
+            self._merged_cache[level] = merged.set_index("unit_code", drop=False)
+        return self._merged_cache[level]
+
     def rows(self, level: str, codes: list[str], columns: list[str]) -> pd.DataFrame:
-        """One row per unit of `codes` (in that order) for the report month: the unit's standing at the
-        month's end from reporting_units, with the month's published opte_monthly figures (zero counts
-        where the unit had no off-flows)."""
-        units = self.units[(self.units["level"] == level) & (self.units["unit_code"].isin(codes))]
-        monthly = self._month_rows(level)
-        keep = ["unit_code", *[c for c in FROM_MONTHLY if c in monthly.columns]]
-        merged = units.merge(monthly[keep], on="unit_code", how="left", suffixes=("", "_monthly"))
-        order = {c: i for i, c in enumerate(codes)}
-        merged = merged.assign(_order=merged["unit_code"].map(order)).sort_values("_order")
-        for col in COUNTS_ZERO_WITHOUT_ROW:
-            if col in merged and col in monthly.columns:
-                merged[col] = merged[col].fillna(0)
-        return merged.reindex(columns=columns).reset_index(drop=True)
+        """One row per unit of `codes` (in that order, those the month has) for the report month."""
+        merged = self._merged(level)
+        present = [c for c in codes if c in merged.index]
+        return merged.loc[present].reindex(columns=columns).reset_index(drop=True)
 
     def headline(self, district: str) -> pd.DataFrame:
         rows = [self.rows("district", [district], HEADLINE_COLUMNS)]
@@ -195,12 +205,13 @@ class View:
 
     def trend_matrix(self, level: str, codes: list[str], column: str) -> pd.DataFrame:
         """Units x the 13 months of `column` from reporting_units (OPtE off-flows, % of target, ...)."""
-        u = self.units_all[(self.units_all["level"] == level) & (self.units_all["unit_code"].isin(codes))]
-        months = self.ctx.month.months
-        grid = u.pivot_table(index="unit_code", columns="month", values=column, aggfunc="first", dropna=False)
-        grid.columns = [pd.Timestamp(c).date() for c in grid.columns]
-        grid = grid.reindex(index=codes, columns=months)
-        return grid
+        key = (level, column)
+        if key not in self._grid_cache:
+            u = self.units_all[self.units_all["level"] == level]
+            grid = u.pivot_table(index="unit_code", columns="month", values=column, aggfunc="first", dropna=False)
+            grid.columns = [pd.Timestamp(c).date() for c in grid.columns]
+            self._grid_cache[key] = grid.reindex(columns=self.ctx.month.months)
+        return self._grid_cache[key].reindex(index=codes)
 
     # ------------------------------------------------------------ cohorts, monitors, sustainability
 

@@ -75,10 +75,9 @@ def value(col: Col, v):
     if col.unit == dd.SHARE:
         p = charts.floor_pct(v)
         return None if p is None else round(p / 100, 3)
-    if col.unit in (dd.PEOPLE, dd.POINTS):
+    if col.unit in (dd.PEOPLE, dd.POINTS):  # whole people on display (#,##0); targets keep their value
         f = float(v)
-        return int(round(f)) if col.key in ("opte_target_annual", "opte_target_ytd", "opte_nowcast",
-                                           "opte_projected_annual") or f.is_integer() else f
+        return int(f) if f.is_integer() else f
     if col.unit == dd.FLAG:
         if col.key in ("opte_is_final", "jot_is_final"):
             return "Final" if v else "Provisional"
@@ -291,21 +290,29 @@ def cohorts_sheet(wb, view: View, code: str, label: str) -> int:
         w.message("No cohort has fallen due in the 24 months to the report month.")
         return w.finish(frozen_columns=2)
     order = {c: i for i, c in enumerate([code, *offices])}
-    benefit_order = {"JSA": 0}
-    rows = rows.assign(_u=rows["unit_code"].map(order), _b=rows["benefit_code"].map(lambda b: benefit_order.get(b, 1)))
-    for (_, _, benefit, cohort_month), g in rows.groupby(["_u", "unit_code", "benefit_code", "cohort_month"],
-                                                         sort=True):
-        first = g.iloc[0]
-        by_week = {int(r["week"]): r for _, r in g.iterrows()}
-        vals = [first["unit_code"], _none(first["unit_name"]), benefit, value(Col.of("cohort_month"), cohort_month),
-                value(Col.of("cohort_size"), first["cohort_size"])]
+    due = rows["is_due"].fillna(False).astype(bool)
+    rows = rows.assign(_u=rows["unit_code"].map(order),
+                       _b=(rows["benefit_code"] != "JSA").astype(int),
+                       _rate=rows["offflow_rate"].astype("Float64").where(due),
+                       _proj=(rows["projected_rate"].astype("Float64").where(~due) if has_projection else None))
+    keys = ["_u", "unit_code", "_b", "benefit_code", "cohort_month"]
+    first = rows.drop_duplicates(keys).set_index(keys)[["unit_name", "cohort_size"]]
+    rate = rows.pivot_table(index=keys, columns="week", values="_rate", aggfunc="first", dropna=False)
+    wide = first.join(rate.reindex(columns=weeks), how="left")
+    if has_projection:
+        proj = rows.pivot_table(index=keys, columns="week", values="_proj", aggfunc="first", dropna=False)
+        wide = wide.join(proj.reindex(columns=weeks).add_prefix("p"), how="left")
+    share, month_col, size_col = Col("r", "", dd.SHARE), Col.of("cohort_month"), Col.of("cohort_size")
+    for key, r in zip(wide.index, wide.itertuples(index=False)):
+        _, unit_code, _, benefit, cohort_month = key
+        rec = dict(zip(wide.columns, r))
+        vals = [unit_code, _none(rec["unit_name"]), benefit, value(month_col, cohort_month),
+                value(size_col, rec["cohort_size"])]
         for wk in weeks:
-            r = by_week.get(wk)
-            due = r is not None and bool(_none(r["is_due"]))
-            vals.append(value(Col("r", "", dd.SHARE), r["offflow_rate"]) if due else None)
+            vals.append(value(share, rec.get(wk)))
             if has_projection:
-                vals.append(value(Col("p", "", dd.SHARE), r["projected_rate"]) if r is not None and not due else None)
-        w.append(vals, bold=first["unit_code"] == code)
+                vals.append(value(share, rec.get(f"p{wk}")))
+        w.append(vals, bold=unit_code == code)
     return w.finish(frozen_columns=2)
 
 
