@@ -5,6 +5,8 @@
 --                           (reported under UNALLOCATED)
 --   customer_missing        off-flows whose person has no customers row (cannot be died/retired)
 --   null_date_of_birth      off-flows whose customer has a null date of birth (cannot be retired)
+--   offflows_before_coverage off-flows dated before the coverage start (counted in no other mart;
+--                           the three checks above count only the off-flows that are counted)
 --   missing_end_reason      closed claims (current state) with no end reason, by the extract of
 --                           their current version
 --   unknown_end_reason      closed claims with an end reason not in seed end_reasons
@@ -15,8 +17,12 @@ with extracts as (
     select dataset, extract_date from {{ ref('stg_lake__landed_extracts') }} where is_within_cutoff
 ),
 
-offflows as (
+all_offflows as (
     select * from {{ ref('int_offflows_identified') }}
+),
+
+offflows as (
+    select * from all_offflows where not is_before_coverage
 ),
 
 claims as (
@@ -52,6 +58,12 @@ offflow_checks as (
         'customers',
         sum(case when has_customer and date_of_birth is null then 1 else 0 end)
     from offflows
+    union all
+    select
+        'offflows_before_coverage',
+        'benefit_claims',
+        sum(case when is_before_coverage then 1 else 0 end)
+    from all_offflows
 ),
 
 claim_rows as (
@@ -114,5 +126,5 @@ select
     dataset,
     extract_date,
     detail,
-    cast(row_count as bigint) as row_count
+    cast(row_count as {{ dbt.type_bigint() }}) as row_count
 from all_checks
