@@ -473,7 +473,8 @@ def funnels(unit_label: str, panels: dict[str, tuple[float, list[FunnelPoint]]],
     flagged_text = []
     for ax, (indicator, (benchmark, points)) in zip(axes, panels.items()):
         xmax = max(p.denominator for p in points) * 1.08
-        grid = [max(1.0, xmax * i / 120) for i in range(1, 121)]
+        xmin = max(1.0, min(p.denominator for p in points) * 0.6)  # the limits flare below any office's size
+        grid = [xmin + (xmax - xmin) * i / 119 for i in range(120)]
         for zz, style, lab in ((z_warning, ":", "95 % limits"), (z, "--", "99.8 % limits")):
             lo = [benchmark - zz * math.sqrt(benchmark * (1 - benchmark) / g) for g in grid]
             hi = [benchmark + zz * math.sqrt(benchmark * (1 - benchmark) / g) for g in grid]
@@ -499,7 +500,7 @@ def funnels(unit_label: str, panels: dict[str, tuple[float, list[FunnelPoint]]],
         ax.set_xlabel("Denominator (people, 12 months)", fontsize=8)
         ax.set_ylabel("Share", fontsize=8)
         ax.yaxis.set_major_formatter(_percent_formatter())
-        ax.set_xlim(0, xmax)
+        ax.set_xlim(xmin * 0.9, xmax)
         ax.grid(alpha=0.3)
     handles, labels = [], []
     for ax in axes[:n]:
@@ -576,7 +577,7 @@ def agreement(unit_label: str, points: list[tuple[date, float | None, float | No
         return _empty(title, "No months to show.")
     fig = _figure(9, 3.3)
     ax = fig.subplots()
-    _margins(fig, 0.65, 2.6, 0.15, 0.9)
+    _margins(fig, 0.65, 3.0, 0.15, 0.9)
     x = list(range(len(points)))
     series = [(1, "Proxy: closures recorded as found work", PURPLE, "s", "--"),
               (2, "OPtE off-flows", BLUE, "o", "-"), (3, "Job outcomes (JOT)", GREEN, "^", "-")]

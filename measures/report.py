@@ -41,6 +41,8 @@ ul.districts { columns: 3; font-size: 0.92em; }
 """
 
 RAG_WORDS = {"green": "Green", "amber": "Amber", "red": "Red"}
+PAIRS = {"proxy_vs_opte": "Proxy against OPtE", "opte_vs_jot": "OPtE against job outcomes",
+         "proxy_vs_jot": "Proxy against job outcomes"}
 
 
 def esc(v) -> str:
@@ -55,6 +57,10 @@ def cell(col: str, value) -> tuple[str, str]:
         return (RAG_WORDS.get(v, "–") if v else "–"), (f"rag-{v}" if v else "")
     if v is None:
         return "–", "n" if unit in (dd.PEOPLE, dd.POINTS, dd.SHARE, dd.NUMBER) else ""
+    if col == "financial_year":
+        return f"{int(v)}-{(int(v) + 1) % 100:02d}", ""
+    if col == "pair":
+        return PAIRS.get(v, str(v)), ""
     if unit in (dd.PEOPLE, dd.POINTS):
         return charts.num(v), "n"
     if unit == dd.SHARE:

@@ -48,7 +48,7 @@ DISTRICTS = ["D1", "D2", "D3"]
 @pytest.fixture(scope="module")
 def fixture_home(tmp_path_factory) -> tuple[Path, dict]:
     home = tmp_path_factory.mktemp("home")
-    ids = make_warehouse(home, new_marts=False)
+    ids = make_warehouse(home)
     return home, ids
 
 
@@ -104,12 +104,45 @@ def test_internal_files_and_columns(internal):
         [f"{d}.xlsx" for d in DISTRICTS] + [f"{d}.html" for d in DISTRICTS])
 
 
-def test_new_marts_are_not_published_until_the_warehouse_has_them(internal):
-    names = {p.name for p in internal.iterdir()}
+def test_new_marts_are_published_with_names_and_flags(fixture_home, internal):
+    home, _ = fixture_home
+    for level in LEVELS:
+        s = pd.read_csv(internal / f"sustainability_{level}.csv")
+        assert {"unit_name", "month", "week", "sustained_rate", "is_due", "opte_is_final", *PARENTS[level]} <= set(s.columns)
+        # the 12 months before the report month (every week of them), and earlier months still falling due
+        assert set(s["month"]) <= {f"{m:%Y-%m-01}" for m in (add_months(date(2010, 3, 1), -i) for i in range(1, 13))}
+        assert (s["is_due"] == s["sustained_rate"].notna()).all()
+    monitors = pd.read_csv(internal / "office_monitors.csv")
+    assert set(monitors["month"]) == {"2010-03-01"}
+    assert {"office_name", "district_name", "region_code", "includes_provisional_months"} <= set(monitors.columns)
+    assert set(monitors["indicator"]) == {"opte_share", "cross_flow_share", "programme_start_share",
+                                         "returned_within_week_share", "failed_to_sign_share"}
+    agreement = pd.read_csv(internal / "measure_agreement.csv")
+    assert set(agreement["financial_year"]) == {2009}  # years up to that of the report month
+    assert agreement["is_provisional"].all()  # 2009 is the report month's own year
+    district = pd.read_csv(internal / "opte_district.csv")
+    assert {"proxy_offflows", "opte_nowcast", "opte_projected_annual", "projected_pct_of_target",
+            "projected_rag"} <= set(district.columns)
+    cohorts = pd.read_csv(internal / "cohort_rates_district.csv")
+    assert cohorts.loc[cohorts["is_due"], "projected_rate"].isna().all()
+    assert cohorts.loc[~cohorts["is_due"], "projected_rate"].notna().any()
+    page = (internal / "districts" / "D2.html").read_text()
+    for anchor in ("chart-funnels", "chart-sustainability"):
+        assert f'id="{anchor}"' in page
+
+
+def test_an_older_warehouse_publishes_without_the_new_marts(tmp_path):
+    home = tmp_path / "home"
+    make_warehouse(home, new_marts=False)
+    folder = publish_month(home, MONTH)
+    names = {p.name for p in folder.iterdir()}
     assert not {"office_monitors.csv", "measure_agreement.csv"} & names
     assert not any(n.startswith("sustainability_") for n in names)
-    assert "proxy_offflows" not in pd.read_csv(internal / "opte_district.csv", nrows=0).columns
-    page = (internal / "districts" / "D1.html").read_text()
+    assert "proxy_offflows" not in pd.read_csv(folder / "opte_district.csv", nrows=0).columns
+    cohorts = pd.read_csv(folder / "cohort_rates_national.csv", parse_dates=["cohort_month", "due_date"])
+    for _, r in cohorts.iterrows():  # the due date from the count date when the mart has none
+        assert r["due_date"].date() == count_date(r["cohort_month"].date()) + pd.Timedelta(days=7 * r["week"])
+    page = (folder / "districts" / "D1.html").read_text()
     assert "appear here once the warehouse holds them" in page
 
 
@@ -120,9 +153,14 @@ def test_every_row_names_its_unit_and_the_units_above(internal):
         if name in ("revisions", "data_dictionary") or not len(df):
             continue
         level = df["level"].iloc[0] if "level" in df else None
-        named = df[df["unit_code"] != UNKNOWN_OFFICE] if "unit_code" in df else df  # no offices row: no name
-        assert (named["unit_name" if "unit_name" in df else "office_name"] != "").all(), f"{name}: a row without its name"
-        if name.endswith("_office"):
+        if name == "measure_agreement":  # one row per level and year: no unit to name
+            continue
+        code, label = ("unit_code", "unit_name") if "unit_code" in df else ("office_code", "office_name")
+        named = df[df[code] != UNKNOWN_OFFICE]  # an office code with no offices row has no name
+        assert (named[label] != "").all(), f"{name}: a row without its unit's name"
+        if name.endswith("_office") or name == "office_monitors":
+            if name == "office_monitors":
+                df = df.rename(columns={"office_code": "unit_code"})
             for col in ("district_code", "district_name", "region_code", "region_name"):
                 assert (df[col] != "").all(), f"{name}.{col} empty"
             unknown = df[df["unit_code"] == UNKNOWN_OFFICE]
@@ -464,6 +502,8 @@ def test_external_files_are_disclosure_controlled(fixture_home, internal, extern
             continue
         ext = pd.read_csv(csv)
         exact = pd.read_csv(internal / csv.name)
+        if csv.stem == "measure_agreement":  # its office-level rows stay inside
+            exact = exact[exact["level"] != "office"].reset_index(drop=True)
         assert len(ext) == len(exact)
         for col in COUNTS:
             if col in ext:
@@ -481,6 +521,13 @@ def test_external_files_are_disclosure_controlled(fixture_home, internal, extern
     assert checked_rates > 0  # the fixture has small denominators to withhold
     manifest = json.loads((external / "manifest.json").read_text())
     assert manifest["release"] == "external" and manifest["disclosure_control"]["counts_rounded_to_nearest"] == 5
+    agreement = pd.read_csv(external / "measure_agreement.csv")
+    assert "office" not in set(agreement["level"])
+    assert agreement["pearson_r"].isna().all() and agreement["mean_abs_pct_error"].isna().all()
+    assert ((agreement["y_total"] / agreement["x_total"] - agreement["scale"]).abs() < 1e-6).all()
+    sustained = pd.read_csv(external / "sustainability_national.csv")
+    due = sustained[sustained["sustained_rate"].notna()]
+    assert len(due) and ((1 - due["back_on_benefit"] / due["opte_offflows"] - due["sustained_rate"]).abs() < 1e-6).all()
 
 
 def rag_rule(pct: float) -> str:

@@ -99,7 +99,7 @@ def check_page_in_browser(page: Path, tmp: Path) -> str:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("views_home")
-    make_warehouse(home, new_marts=False)
+    make_warehouse(home)
     return publish_month(home, "2010-03")
 
 

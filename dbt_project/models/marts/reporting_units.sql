@@ -263,16 +263,10 @@ select
         cast(targeted.opte_ytd * 12 * targeted.target_denominator as double precision)
         / (targeted.target_numerator * targeted.months_elapsed)
     end as pct_of_target_ytd,
-    -- RAG in exact arithmetic (as opte_monthly; a data test checks they agree)
-    case
-        when targeted.target_numerator is null or targeted.target_numerator = 0 then null
-        when targeted.opte_ytd * 12 * targeted.target_denominator
-            >= targeted.target_numerator * targeted.months_elapsed then 'green'
-        when targeted.opte_ytd * 12 * targeted.target_denominator
-            >= cast({{ var('rag_amber_floor') }} as decimal(18, 6))
-               * targeted.target_numerator * targeted.months_elapsed then 'amber'
-        else 'red'
-    end as rag
+    -- RAG in exact arithmetic, by the rule of opte_monthly (a data test checks that they agree)
+    {{ rag_status('targeted.opte_ytd * 12 * targeted.target_denominator',
+                  'targeted.target_numerator * targeted.months_elapsed',
+                  'targeted.target_numerator is null or targeted.target_numerator = 0') }} as rag
 from targeted
 left join names as unit_names
     on unit_names.level = targeted.level
