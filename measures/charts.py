@@ -458,6 +458,8 @@ def funnels(unit_label: str, panels: dict[str, tuple[float, list[FunnelPoint]]],
             label_points: bool) -> Chart:
     """One funnel plot per indicator: each office's share against the national share, with the
     95 % and 99.8 % limits p -/+ z sqrt(p (1 - p) / n) (Spiegelhalter 2005)."""
+    from matplotlib.ticker import MaxNLocator
+
     title = f"Funnel plots of the offices, {unit_label} (12 months to the report month)"
     panels = {k: v for k, v in panels.items() if v[1]}
     if not panels:
@@ -496,6 +498,8 @@ def funnels(unit_label: str, panels: dict[str, tuple[float, list[FunnelPoint]]],
                                 fontsize=6.5)
                 if key:
                     flagged_text.append(f"{p.code} {key} on {INDICATOR_LABELS.get(indicator, indicator).lower()}")
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
         ax.set_title(INDICATOR_LABELS.get(indicator, indicator), fontsize=9)
         ax.set_xlabel("Denominator (people, 12 months)", fontsize=8)
         ax.set_ylabel("Share", fontsize=8)

@@ -39,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,6 +74,7 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
     """
     home = Path(home)
     rm = ReportMonth.parse(month)
+    started = time.monotonic()
     con = connect(home)
     try:
         cutoff = data_cutoff(con, home)
@@ -82,6 +84,8 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
         coverage_start = _coverage_start(con)
     finally:
         con.close()
+    log.info("read the month's tables in %.1f s (%s rows)", time.monotonic() - started,
+             f"{sum(len(df) for df in tables.values()):,}")
 
     target = publication_folder(home, rm.label, external)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +128,8 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    log.info("published %s%s: %d files in %s", rm.label, " (external)" if external else "", len(files), target)
+    log.info("published %s%s: %d files in %s (%.1f s)", rm.label, " (external)" if external else "", len(files), target,
+             time.monotonic() - started)
     return target
 
 
@@ -163,7 +168,10 @@ def write_publication(folder: Path, tables: dict[str, pd.DataFrame], ctx: Contex
             write_parquet(df, folder / f"{name}.parquet")
             for ext in ("csv", "parquet"):
                 entries.append(file_entry(folder, folder / f"{name}.{ext}", len(df)))
+        log.info("wrote %d tables; comparing with the earlier publication", len(files))
+        stage = time.monotonic()
         n = revisions.compute(previous, folder, list(files), folder / "revisions.csv", folder / "revisions.parquet")
+        log.info("revisions: %d changed cells (%.1f s)", n, time.monotonic() - stage)
         entries += [file_entry(folder, folder / f"revisions.{ext}", n) for ext in ("csv", "parquet")]
         columns = {name: list(df.columns) for name, df in files.items()}
         columns["revisions"] = list(revisions.REVISION_COLUMNS)
@@ -177,7 +185,9 @@ def write_publication(folder: Path, tables: dict[str, pd.DataFrame], ctx: Contex
 
     ctx.files = sorted([f"{name}.csv / .parquet" for name in [*files, "revisions", "data_dictionary"]])
     view = View(tables, ctx, *revisions.summary(folder / "revisions.csv"))
+    stage = time.monotonic()
     entries += write_district_files(folder, view)
+    log.info("district workbooks and pages written (%.1f s)", time.monotonic() - stage)
 
     from measures.report import national_charts, national_page
 

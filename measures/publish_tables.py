@@ -244,11 +244,13 @@ def typed(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         elif col in FLOAT_COLUMNS:
             s = pd.array(pd.to_numeric(s), dtype="Float64")
         elif col in DATE_COLUMNS:
-            s = pd.Series([None if pd.isna(v) else pd.Timestamp(v).date() for v in s], dtype="object")
+            stamps = pd.to_datetime(s)
+            s = pd.Series(stamps.dt.date.where(stamps.notna(), None), dtype="object")
         elif col in BOOL_COLUMNS:
-            s = pd.array([None if pd.isna(v) else bool(v) for v in s], dtype="boolean")
+            s = s.astype("boolean") if s.dtype != object else pd.array(
+                [None if pd.isna(v) else bool(v) for v in s], dtype="boolean")
         else:
-            s = pd.array([None if pd.isna(v) else str(v) for v in s], dtype="string")
+            s = s.astype("string")
         out[col] = s
     return pd.DataFrame(out, index=range(n), columns=columns)
 

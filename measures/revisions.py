@@ -15,6 +15,7 @@ The comparison runs in DuckDB over the two CSV files, never holding a table in P
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -87,12 +88,12 @@ def compare_file(con, stem: str, old: Path, new: Path) -> str | None:
         ids = ", ".join(_q(k) for k in keys)
         return (f"{tag}_rows as (select {ids}, {level} as _level, {unit} as _unit, "
                 f"{_q(name) if name else 'null'} as _unit_name, {district} as _district, true as _present, "
-                f"{', '.join(_q(c) for c in compared)} from read_csv('{path}', all_varchar = true, header = true)), "
-                f"{tag}_cells as (from {tag}_rows unpivot include nulls "
-                f"(_value for _column in ({', '.join(_q(c) for c in compared)})))")
+                f"{', '.join(_q(c) for c in compared)} from read_csv('{path}', all_varchar = true, header = true))")
 
-    join = " and ".join(f"o.{_q(k)} = n.{_q(k)}" for k in keys) + " and o._column = n._column"
+    join = " and ".join(f"o.{_q(k)} = n.{_q(k)}" for k in keys)
     coalesced = ", ".join(f"coalesce(n.{_q(k)}, o.{_q(k)}) as {_q(k)}" for k in keys)
+    pack = lambda alias: "struct_pack(" + ", ".join(f"{_q('c' + str(i))} := {alias}.{_q(c)}"  # noqa: E731
+                                                    for i, c in enumerate(compared)) + ")"
     if month_key:
         window = (f", overlap as (select greatest((select min({_q(month_key)}) from old_rows), "
                   f"(select min({_q(month_key)}) from new_rows)) as first, "
@@ -104,21 +105,26 @@ def compare_file(con, stem: str, old: Path, new: Path) -> str | None:
     row_key = (" || '; ' || ".join(f"'{k}=' || coalesce(d.{_q(k)}, '')" for k in extra)) if extra else "null"
     order_level = "case d._level when 'office' then 1 when 'district' then 2 when 'region' then 3 else 4 end"
     month_expr = f"d.{_q(month_key)}" if month_key else "null"
+    # rows that differ at all (most rows are unchanged: compare whole rows first, then their cells)
+    changed = (f"changed as (select {coalesced}, coalesce(n._level, o._level) as _level, "
+               f"coalesce(n._unit, o._unit) as _unit, coalesce(n._unit_name, o._unit_name) as _unit_name, "
+               f"coalesce(n._district, o._district) as _district, o._present as _in_old, n._present as _in_new, "
+               + ", ".join(f"o.{_q(c)} as {_q('o_' + c)}, n.{_q(c)} as {_q('n_' + c)}" for c in compared)
+               + f" from old_rows as o full join new_rows as n on {join} "
+               f"where o._present is null or n._present is null or {pack('o')} is distinct from {pack('n')})")
+    cells = " union all ".join(
+        f"select {', '.join(_q(k) for k in keys)}, _level, _unit, _unit_name, _district, _in_old, _in_new, "
+        f"'{c}' as _column, {_q('o_' + c)} as old_value, {_q('n_' + c)} as new_value from changed "
+        f"where {_q('o_' + c)} is distinct from {_q('n_' + c)}" for c in compared)
     return f"""
-        with {side(old, old_cols, 'old')}, {side(new, new_cols, 'new')}{window},
+        with {side(old, old_cols, 'old')}, {side(new, new_cols, 'new')}{window}, {changed},
         diff as (
-            select {coalesced}, coalesce(n._level, o._level) as _level, coalesce(n._unit, o._unit) as _unit,
-                coalesce(n._unit_name, o._unit_name) as _unit_name,
-                coalesce(n._district, o._district) as _district,
-                coalesce(n._column, o._column) as _column, o._value as old_value, n._value as new_value,
-                case when o._present is null then 'row added'
-                     when n._present is null then 'row removed'
-                     when o._value is null then 'filled'
-                     when n._value is null then 'withdrawn'
-                     else 'revised' end as change
-            from old_cells as o
-            full join new_cells as n on {join}
-            where o._value is distinct from n._value
+            select *, case when _in_old is null then 'row added'
+                           when _in_new is null then 'row removed'
+                           when old_value is null then 'filled'
+                           when new_value is null then 'withdrawn'
+                           else 'revised' end as change
+            from ({cells})
         )
         select '{stem}' as file, d._level as level, d._unit as unit_code, d._unit_name as unit_name,
             d._district as district_code, {month_expr} as month, {row_key} as row_key, d._column as "column",
@@ -133,7 +139,9 @@ def compute(old_folder: Path | None, new_folder: Path, stems: list[str], out_csv
     """Write revisions.csv / .parquet of `new_folder` against `old_folder`; returns the number of rows."""
     import duckdb
 
-    con = duckdb.connect(config={"memory_limit": "512MB", "threads": 2, "preserve_insertion_order": True})
+    spill = new_folder / ".revisions-spill"  # DuckDB may spill here; removed before the folder is published
+    con = duckdb.connect(config={"memory_limit": "384MB", "threads": 2, "preserve_insertion_order": True,
+                                 "temp_directory": str(spill)})
     try:
         parts = []
         if old_folder is not None:
@@ -159,6 +167,7 @@ def compute(old_folder: Path | None, new_folder: Path, stems: list[str], out_csv
         return con.execute("select count(*) from revisions").fetchone()[0]
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def summary(revisions_csv: Path, limit_per_district: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:

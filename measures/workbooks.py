@@ -270,11 +270,13 @@ def cohorts_sheet(wb, view: View, code: str, label: str) -> int:
     w = SheetWriter(ws, f"Cohort off-flow rates: {label}", _subtitle(view, label),
                     "Share of each monthly cohort of new spells off benefit by each week; JSA targets "
                     + ", ".join(f"{t:.0%} by week {k}" for k, t in targets.items())
-                    + ". A week not yet due shows its projection, where there is one.")
+                    + ". A week not yet due shows its projection, where there is one. The district: every benefit; "
+                    "its offices: JSA (cohort_rates_office.csv has every benefit).")
     frames = [view.cohort_rows("district", [code])]
     offices = view.office_codes(code)
-    if offices:
-        frames.append(view.cohort_rows("office", offices))
+    if offices:  # offices: the JSA cohorts of the KMI (every benefit is in cohort_rates_office.csv)
+        office_rows = view.cohort_rows("office", offices)
+        frames.append(office_rows[office_rows["benefit_code"] == "JSA"])
     rows = pd.concat([f for f in frames if f is not None and len(f)], ignore_index=True) if any(
         f is not None and len(f) for f in frames) else pd.DataFrame()
     weeks = sorted(rows["week"].dropna().astype(int).unique()) if len(rows) else sorted(targets)
@@ -365,17 +367,24 @@ def sustainability_sheet(wb, view: View, code: str, label: str) -> int:
     w.header(cols)
     if not len(rows):
         w.message("No OPtE off-flows in the months shown.")
+        return w.finish(frozen_columns=2)
     order = {c: i for i, c in enumerate([code, *offices])}
+    keys = ["_u", "unit_code", "month"]
     rows = rows.assign(_u=rows["unit_code"].map(order))
-    for (_, unit_code, month), g in rows.groupby(["_u", "unit_code", "month"], sort=True):
-        first = g.iloc[0]
-        by_week = {int(r["week"]): r for _, r in g.iterrows()}
-        vals = [unit_code, _none(first["unit_name"]), value(Col.of("month"), month),
-                value(Col.of("opte_offflows"), first["opte_offflows"]), value(Col.of("opte_is_final"), first["opte_is_final"])]
+    first = rows.drop_duplicates(keys).set_index(keys)[["unit_name", "opte_offflows", "opte_is_final"]]
+    back = rows.pivot_table(index=keys, columns="week", values="back_on_benefit", aggfunc="first", dropna=False)
+    sus = rows.pivot_table(index=keys, columns="week", values="sustained_rate", aggfunc="first", dropna=False)
+    wide = first.join(back.reindex(columns=weeks).add_prefix("b"), how="left").join(
+        sus.reindex(columns=weeks).add_prefix("s"), how="left").sort_index()
+    people, share = Col("b", "", dd.PEOPLE), Col("s", "", dd.SHARE)
+    month_col, opte_col, final_col = Col.of("month"), Col.of("opte_offflows"), Col.of("opte_is_final")
+    for key, r in zip(wide.index, wide.itertuples(index=False)):
+        _, unit_code, month = key
+        rec = dict(zip(wide.columns, r))
+        vals = [unit_code, _none(rec["unit_name"]), value(month_col, month), value(opte_col, rec["opte_offflows"]),
+                value(final_col, rec["opte_is_final"])]
         for wk in weeks:
-            r = by_week.get(wk)
-            vals += [None if r is None else value(Col("b", "", dd.PEOPLE), r["back_on_benefit"]),
-                     None if r is None else value(Col("s", "", dd.SHARE), r["sustained_rate"])]
+            vals += [value(people, rec.get(f"b{wk}")), value(share, rec.get(f"s{wk}"))]
         w.append(vals, bold=unit_code == code)
     return w.finish(frozen_columns=2)
 

@@ -7,17 +7,20 @@ end-to-end tests use the real chain (land -> build -> publish).
 
 Planted: office O24 of district D2 has an offices row at every month end but never an off-flow;
 office code X99 has off-flows but no offices row (district and region UNALLOCATED).
-`new_marts=False` leaves out what MEASURES.md section 16 adds (an older warehouse).
+`new_marts=False` leaves out what MEASURES.md section 16 adds (an older warehouse). `geometry`
+gives another organisation and span (benchmarks/publish.py publishes a national-shaped one).
 """
 from __future__ import annotations
 
 import json
 import math
 import random
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 REGIONS = {"R1": "North", "R2": "South"}
 DISTRICTS = {"D1": ("R1", "Dale"), "D2": ("R1", "Fell"), "D3": ("R2", "Weald")}
@@ -27,15 +30,45 @@ UNKNOWN_OFFICE = "X99"        # off-flows, no offices row
 FIRST_MONTH = date(2009, 4, 1)
 LAST_MONTH = date(2010, 6, 1)
 CUTOFF = date(2010, 6, 30)
+BENEFITS = ("JSA", "ESA")
+
+
+@dataclass
+class Geometry:
+    """The organisation and span of a fixture warehouse."""
+
+    regions: dict = field(default_factory=lambda: dict(REGIONS))
+    districts: dict = field(default_factory=lambda: dict(DISTRICTS))
+    offices: dict = field(default_factory=lambda: dict(OFFICES))
+    empty_office: tuple = EMPTY_OFFICE
+    unknown_office: str = UNKNOWN_OFFICE
+    first_month: date = FIRST_MONTH
+    last_month: date = LAST_MONTH
+    cutoff: date = CUTOFF
+    benefits: tuple = BENEFITS
+    max_events: int = 9  # off-flows per office and month: 0 .. max_events
+
+    def months(self):
+        m = self.first_month
+        while m <= self.last_month:
+            yield m
+            m = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
+
+    @property
+    def financial_years(self) -> list[int]:
+        return sorted({m.year if m.month >= 4 else m.year - 1 for m in self.months()})
+
+
+def _insert(con, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """Bulk insert (a DataFrame scan; executemany is far too slow at national shape)."""
+    frame = pd.DataFrame(rows, columns=columns)  # noqa: F841 (read by DuckDB by name)
+    con.register("_rows", frame)
+    con.execute(f"insert into {table} by name select * from _rows")
+    con.unregister("_rows")
+
+
 INDICATORS = ["opte_share", "cross_flow_share", "programme_start_share", "returned_within_week_share",
               "failed_to_sign_share"]
-
-
-def _months():
-    m = FIRST_MONTH
-    while m <= LAST_MONTH:
-        yield m
-        m = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
 
 
 def _second_thursday(m: date) -> date:
@@ -46,8 +79,11 @@ def _last_day(m: date) -> date:
     return date(m.year + (m.month == 12), m.month % 12 + 1, 1) - timedelta(days=1)
 
 
-def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True) -> dict:
+def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True, geometry: Geometry | None = None) -> dict:
     """Write <home>/warehouse.duckdb, build_info.json and landing manifests; return the person ids used."""
+    g = geometry or Geometry()
+    CUTOFF, OFFICES, DISTRICTS, REGIONS = g.cutoff, g.offices, g.districts, g.regions  # noqa: N806
+    UNKNOWN_OFFICE, EMPTY_OFFICE = g.unknown_office, g.empty_office  # noqa: N806
     rng = random.Random(seed)
     home.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(home / "warehouse.duckdb"))
@@ -59,9 +95,9 @@ def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True) -> dict:
     events, person_keys, claim_ids = [], [], []
     n = 0
     placement = {**{o: (d, DISTRICTS[d][0]) for o, d in OFFICES.items()}, UNKNOWN_OFFICE: ("UNALLOCATED", "UNALLOCATED")}
-    for month in _months():
+    for month in g.months():
         for office, (district, region) in placement.items():
-            for _ in range(rng.randint(0 if office != UNKNOWN_OFFICE else 0, 9 if office != UNKNOWN_OFFICE else 2)):
+            for _ in range(rng.randint(0, g.max_events if office != UNKNOWN_OFFICE else 2)):
                 n += 1
                 pk = f"{rng.getrandbits(128):032x}"
                 cid = f"CLM{n:07d}"
@@ -80,16 +116,19 @@ def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True) -> dict:
         region_code varchar, offflow_date date, offflow_month date, exclusion_reason varchar,
         is_opte boolean, priority_group integer, in_disadvantaged_area boolean, points integer,
         job_start_date date, is_job_outcome boolean, jot_points integer, is_proxy boolean)""")
-    con.executemany("insert into marts.offflow_events values (" + ", ".join(["?"] * 18) + ")", events)
+    _insert(con, "marts.offflow_events", ["claim_id", "person_key", "benefit_code", "office_code",
+                                          "reporting_office_code", "district_code", "region_code", "offflow_date",
+                                          "offflow_month", "exclusion_reason", "is_opte", "priority_group",
+                                          "in_disadvantaged_area", "points", "job_start_date", "is_job_outcome",
+                                          "jot_points", "is_proxy"], events)
 
     con.execute("create table targets (district_code varchar, fy integer, target integer)")
-    con.executemany("insert into targets values (?, ?, ?)",
-                    [(d, fy, rng.randint(40, 90)) for d in DISTRICTS for fy in (2009, 2010)])
+    _insert(con, "targets", ["district_code", "fy", "target"],
+            [(d, fy, rng.randint(40, 90)) for d in DISTRICTS for fy in g.financial_years])
     con.execute("create table offices (office_code varchar, office_name varchar, district_code varchar, "
                 "region_code varchar)")
-    con.executemany("insert into offices values (?, ?, ?, ?)",
-                    [(o, f"Office {o} Jobcentre Plus", d, DISTRICTS[d][0]) for o, d in
-                     [*OFFICES.items(), EMPTY_OFFICE]])
+    _insert(con, "offices", ["office_code", "office_name", "district_code", "region_code"],
+            [(o, f"Office {o} Jobcentre Plus", d, DISTRICTS[d][0]) for o, d in [*OFFICES.items(), EMPTY_OFFICE]])
     # annual targets by level and unit (offices: half the district's; regions and nation: the sum)
     con.execute("""
     create table unit_targets as
@@ -102,9 +141,9 @@ def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True) -> dict:
     con.execute("""
     create table names as
     select 'office' as level, office_code as unit_code, office_name as unit_name from offices
-    union all select 'district', 'D1', 'District D1' union all select 'district', 'D2', 'District D2'
-    union all select 'district', 'D3', 'District D3' union all select 'district', 'UNALLOCATED', 'Unallocated'
-    union all select 'region', 'R1', 'Region R1' union all select 'region', 'R2', 'Region R2'
+    union all select distinct 'district', district_code, 'District ' || district_code from offices
+    union all select distinct 'region', region_code, 'Region ' || region_code from offices
+    union all select 'district', 'UNALLOCATED', 'Unallocated'
     union all select 'region', 'UNALLOCATED', 'Unallocated' union all select 'national', 'ALL', 'National'
     """)
     con.execute(f"""
@@ -178,8 +217,8 @@ def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True) -> dict:
     for level, units in (("office", [*OFFICES, UNKNOWN_OFFICE]), ("district", [*DISTRICTS, "UNALLOCATED"]),
                          ("region", [*REGIONS, "UNALLOCATED"]), ("national", ["ALL"])):
         for unit in units:
-            for month in _months():
-                for benefit in ("JSA", "ESA"):
+            for month in g.months():
+                for benefit in g.benefits:
                     size = rng.randint(1, 40)
                     cd = _second_thursday(month)
                     last_rate = None
@@ -199,9 +238,12 @@ def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True) -> dict:
         benefit_code varchar, cohort_month date, cohort_count_date date, cohort_size bigint, week integer,
         offflowed_by_week bigint, offflow_rate double, target_rate double, is_due boolean, due_date date,
         projected_rate double, projected_at_risk boolean)""")
-    con.executemany("insert into marts.cohort_offflow_rates values (" + ", ".join(["?"] * 14) + ")", rows)
+    _insert(con, "marts.cohort_offflow_rates", ["level", "unit_code", "benefit_code", "cohort_month",
+                                                "cohort_count_date", "cohort_size", "week", "offflowed_by_week",
+                                                "offflow_rate", "target_rate", "is_due", "due_date",
+                                                "projected_rate", "projected_at_risk"], rows)
     if new_marts:
-        _new_marts(con, rng)
+        _new_marts(con, rng, g)
     else:
         con.execute("alter table marts.opte_monthly drop column proxy_offflows")
         for col in ("opte_nowcast", "opte_projected_annual", "projected_pct_of_target", "projected_rag"):
@@ -278,7 +320,7 @@ def _reporting_units(con) -> None:
     """)
 
 
-def _new_marts(con, rng: random.Random) -> None:
+def _new_marts(con, rng: random.Random, g: Geometry) -> None:
     """opte_sustainability, office_monitors and measure_agreement (MEASURES.md sections 12-14), random
     but consistent with their definitions."""
     rows = []
@@ -286,18 +328,19 @@ def _new_marts(con, rng: random.Random) -> None:
             "select level, unit_code, unit_name, month, opte_offflows from marts.opte_monthly "
             "where opte_offflows > 0 order by all").fetchall():
         for week in (13, 26):
-            due = CUTOFF >= _last_day(month) + timedelta(days=7 * week)
+            due = g.cutoff >= _last_day(month) + timedelta(days=7 * week)
             back = rng.randint(0, opte) if due else None
             rows.append((level, unit, name, month, week, opte, back, 1 - back / opte if due else None, due))
     con.execute("""create table marts.opte_sustainability (level varchar, unit_code varchar, unit_name varchar,
         month date, week integer, opte_offflows bigint, back_on_benefit bigint, sustained_rate double,
         is_due boolean)""")
-    con.executemany("insert into marts.opte_sustainability values (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    _insert(con, "marts.opte_sustainability", ["level", "unit_code", "unit_name", "month", "week", "opte_offflows",
+                                               "back_on_benefit", "sustained_rate", "is_due"], rows)
 
     rows = []
-    offices = [*OFFICES, UNKNOWN_OFFICE]
-    district_of = {**OFFICES, UNKNOWN_OFFICE: "UNALLOCATED"}
-    for month in _months():
+    offices = [*g.offices, g.unknown_office]
+    district_of = {**g.offices, g.unknown_office: "UNALLOCATED"}
+    for month in g.months():
         for indicator in INDICATORS:
             counts = {o: (rng.randint(0, 30), rng.randint(30, 60)) for o in offices}
             p = sum(a for a, _ in counts.values()) / sum(b for _, b in counts.values())
@@ -311,15 +354,18 @@ def _new_marts(con, rng: random.Random) -> None:
     con.execute("""create table marts.office_monitors (month date, office_code varchar, district_code varchar,
         indicator varchar, numerator bigint, denominator bigint, share double, benchmark_share double,
         lower_limit double, upper_limit double, flag varchar, warning varchar)""")
-    con.executemany("insert into marts.office_monitors values (" + ", ".join(["?"] * 12) + ")", rows)
+    _insert(con, "marts.office_monitors", ["month", "office_code", "district_code", "indicator", "numerator",
+                                           "denominator", "share", "benchmark_share", "lower_limit", "upper_limit",
+                                           "flag", "warning"], rows)
 
     rows = []
     for level in ("office", "district", "region", "national"):
-        for fy in (2009, 2010):
+        for fy in g.financial_years:
             for pair in ("proxy_vs_opte", "opte_vs_jot", "proxy_vs_jot"):
                 x, y = rng.randint(100, 900), rng.randint(100, 900)
                 rows.append((level, fy, pair, rng.randint(3, 60), x, y, y / x, rng.uniform(0.2, 0.95),
                              rng.uniform(0.05, 0.4)))
     con.execute("""create table marts.measure_agreement (level varchar, financial_year integer, pair varchar,
         pairs bigint, x_total bigint, y_total bigint, scale double, pearson_r double, mean_abs_pct_error double)""")
-    con.executemany("insert into marts.measure_agreement values (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    _insert(con, "marts.measure_agreement", ["level", "financial_year", "pair", "pairs", "x_total", "y_total",
+                                             "scale", "pearson_r", "mean_abs_pct_error"], rows)
