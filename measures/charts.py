@@ -517,8 +517,10 @@ def funnels(unit_label: str, panels: dict[str, tuple[float, list[FunnelPoint]]],
     summary = (f"{unit_label}: {sum(len(v[1]) for v in panels.values())} office-indicator points; "
                + ("outside the 99.8 % limits: " + "; ".join(flagged_text) if flagged_text
                   else "no office outside the 99.8 % limits") + ".")
+    # the figures behind the chart: every point of a district's offices; nationally, those outside a limit
     rows = [[INDICATOR_LABELS.get(ind, ind), p.code, num(p.denominator), f"{p.share:.1%}", f"{bench:.1%}",
-             p.flag or "", p.warning or ""] for ind, (bench, pts) in panels.items() for p in pts]
+             p.flag or "", p.warning or ""] for ind, (bench, pts) in panels.items() for p in pts
+            if label_points or p.flag or p.warning]
     return Chart(title, summary, _svg(fig, title, summary),
                  ["Indicator", "Office", "Denominator", "Share", "National share", "Outside 99.8 %", "Outside 95 %"],
                  rows)
