@@ -152,22 +152,10 @@ by_week as (
                 {%- else %} cast(null as integer)
                 {%- endif %}
             {%- endfor %}
-        end as projected_from_week,
-        -- offflowed by week j
-        case weeks.week
-            {%- for week in weeks %}
-            when {{ week }} then
-                {%- set below = weeks | select('lt', week) | list | reverse | list %}
-                {%- if below %}
-                case
-                    {%- for from_week in below %}
-                    when levels.is_due_{{ from_week }} then levels.offflowed_by_week_{{ from_week }}
-                    {%- endfor %}
-                end
-                {%- else %} cast(null as {{ dbt.type_bigint() }})
-                {%- endif %}
-            {%- endfor %}
-        end as offflowed_by_from_week
+        end as projected_from_week
+        {%- for week in weeks %},
+        levels.offflowed_by_week_{{ week }}
+        {%- endfor %}
     from levels
     cross join weeks
 ),
@@ -178,8 +166,11 @@ projected as (
         targets.target_rate,
         -- 1 - (1 - rate_j) x S: the share still on benefit at j carried to k by the national ratio
         case when not by_week.is_due and survival_ratios.survival_ratio is not null then
-            1 - (cast(by_week.cohort_size - by_week.offflowed_by_from_week as double precision)
-                 / by_week.cohort_size) * survival_ratios.survival_ratio
+            1 - (cast(by_week.cohort_size - case by_week.projected_from_week
+                    {%- for week in weeks %}
+                    when {{ week }} then by_week.offflowed_by_week_{{ week }}
+                    {%- endfor %}
+                 end as double precision) / by_week.cohort_size) * survival_ratios.survival_ratio
         end as projected_rate
     from by_week
     left join {{ ref('kmi_targets') }} as targets

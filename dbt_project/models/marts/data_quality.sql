@@ -17,12 +17,10 @@ with extracts as (
     select dataset, extract_date from {{ ref('stg_lake__landed_extracts') }} where is_within_cutoff
 ),
 
-all_offflows as (
-    select * from {{ ref('int_offflows_identified') }}
-),
-
+-- every off-flow up to the cut-off, those before the coverage start included (one scan: the
+-- checks of the counted off-flows filter on is_before_coverage themselves)
 offflows as (
-    select * from all_offflows where not is_before_coverage
+    select * from {{ ref('int_offflows_identified') }}
 ),
 
 claims as (
@@ -44,26 +42,26 @@ offflow_checks as (
     select
         'unknown_office_code' as check_name,
         'benefit_claims' as dataset,
-        sum(case when not is_office_allocated then 1 else 0 end) as row_count
+        sum(case when not is_before_coverage and not is_office_allocated then 1 else 0 end) as row_count
     from offflows
     union all
     select
         'customer_missing',
         'customers',
-        sum(case when not has_customer then 1 else 0 end)
+        sum(case when not is_before_coverage and not has_customer then 1 else 0 end)
     from offflows
     union all
     select
         'null_date_of_birth',
         'customers',
-        sum(case when has_customer and date_of_birth is null then 1 else 0 end)
+        sum(case when not is_before_coverage and has_customer and date_of_birth is null then 1 else 0 end)
     from offflows
     union all
     select
         'offflows_before_coverage',
         'benefit_claims',
         sum(case when is_before_coverage then 1 else 0 end)
-    from all_offflows
+    from offflows
 ),
 
 claim_rows as (
