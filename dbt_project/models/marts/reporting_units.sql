@@ -57,34 +57,28 @@ periods as (
     select * from {{ ref('int_office_periods') }}
 ),
 
--- every offices row in force on the month's last day
-at_month_end as (
-    select
-        month_ends.month,
-        periods.office_code,
-        periods.reporting_office_code,
-        periods.district_code,
-        periods.region_code,
-        periods.valid_from
-    from month_ends
-    inner join periods
-        on periods.period_start <= month_ends.month_end
-        and (periods.period_end is null or periods.period_end >= month_ends.month_end)
-),
-
 -- every offices row in force on some day of the month
 during_month as (
     select
         month_ends.month,
+        month_ends.month_end,
         periods.office_code,
         periods.reporting_office_code,
         periods.district_code,
         periods.region_code,
-        periods.period_start
+        periods.period_start,
+        periods.period_end,
+        periods.valid_from
     from month_ends
     inner join periods
         on periods.period_start <= month_ends.month_end
         and (periods.period_end is null or periods.period_end >= month_ends.month)
+),
+
+-- those in force on the month's last day
+at_month_end as (
+    select * from during_month
+    where period_end is null or period_end >= month_end
 ),
 
 office_at_end as (
