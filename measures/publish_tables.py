@@ -160,7 +160,7 @@ def connect(home: Path):
     path = warehouse_path(home)
     if not path.exists():
         raise OpteError(f"no warehouse at {path}; run `opte build` (or `opte run`) first")
-    con = duckdb.connect(str(path), read_only=True, config={"memory_limit": "512MB", "threads": 2})
+    con = duckdb.connect(str(path), read_only=True, config={"memory_limit": "256MB", "threads": 2})
     present = marts_columns(con)
     missing = [t for t in CONTRACT_TABLES if t not in present]
     if missing:

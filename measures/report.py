@@ -170,7 +170,7 @@ def _revisions_section(view: View, district: str | None, level_word: str) -> lis
                              f"<td class=\"n\">{esc(_none(r.new_value) or '')}</td></tr>"
                              for r in shown.itertuples()) + "</tbody></table>")
         if len(revised) > len(shown):
-            out.append(f"<p>… and more: see revisions.csv.</p>")
+            out.append("<p>… and more: see revisions.csv.</p>")
     return out
 
 

@@ -140,7 +140,7 @@ def compute(old_folder: Path | None, new_folder: Path, stems: list[str], out_csv
     import duckdb
 
     spill = new_folder / ".revisions-spill"  # DuckDB may spill here; removed before the folder is published
-    con = duckdb.connect(config={"memory_limit": "384MB", "threads": 2, "preserve_insertion_order": True,
+    con = duckdb.connect(config={"memory_limit": "256MB", "threads": 2, "preserve_insertion_order": True,
                                  "temp_directory": str(spill)})
     try:
         parts = []

@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 
 from measures import charts
-from measures.publish_tables import ReportMonth, add_months
+from measures.publish_tables import ReportMonth
 
 UNALLOCATED = "UNALLOCATED"
 HEADLINE_COLUMNS = ["level", "unit_code", "unit_name", "offflows", "opte_offflows", "opte_ytd", "opte_target_ytd",
@@ -306,6 +306,3 @@ class View:
                 "national_offflows": _none(n.iloc[0]["offflows"]),
                 "offices": int(((self.units["level"] == "office") & (self.units["district_code"] == UNALLOCATED)).sum())}
 
-
-def previous_months(month: ReportMonth, n: int) -> list[date]:
-    return [add_months(month.first_day, -i) for i in range(n)][::-1]

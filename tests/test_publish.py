@@ -750,7 +750,6 @@ def month_words(month: str) -> str:
 
 def test_every_district_workbook_is_laid_out_for_people(fixture_home, internal):
     home, _ = fixture_home
-    notes = ""
     from openpyxl import load_workbook
 
     assert check_workbooks(internal, home, MONTH, planted=EMPTY_OFFICE) >= 7
