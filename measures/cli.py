@@ -91,9 +91,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from measures.pipeline import backfill
 
     folders = backfill(resolve_home(args.home), args.from_month, args.to_month,
-                       external=args.external)
+                       external=args.external, cutoff=args.cutoff)
     print(f"published {len(folders)} month(s): {folders[0].name} to {folders[-1].name}" if folders
           else "nothing to publish")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from measures.docs import write_docs
+
+    page = write_docs(resolve_home(args.home))
+    print(f"dbt documentation written to {page} (open it in a browser; no server needed)")
     return 0
 
 
@@ -147,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_month", required=True, type=_month, help="first month YYYY-MM")
     p.add_argument("--to", dest="to_month", required=True, type=_month, help="last month YYYY-MM")
     p.add_argument("--external", action="store_true", help="also write the external files")
+    p.add_argument("--cutoff", type=_day, default=None,
+                   help="data cut-off YYYY-MM-DD for the build: publish as of that date")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("docs", help="write the dbt documentation as one self-contained page")
+    p.set_defaults(func=cmd_docs)
     return parser
 
 

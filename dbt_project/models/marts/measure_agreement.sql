@@ -64,7 +64,10 @@ errors as (
         paired.level,
         paired.financial_year,
         paired.pair,
-        avg(abs(moments.scale * paired.x - paired.y) / paired.y) as mean_abs_pct_error
+        -- summed as decimals: a sum of doubles depends on the order DuckDB's threads add them in,
+        -- so two builds of the same data would publish different last bits
+        cast(avg(cast(abs(moments.scale * paired.x - paired.y) / paired.y as decimal(38, 18))) as double precision)
+            as mean_abs_pct_error
     from paired
     inner join moments
         on moments.level = paired.level
