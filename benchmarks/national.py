@@ -57,6 +57,33 @@ def task_split(airflow_db: Path) -> dict[str, float]:
     return groups
 
 
+# the models of MEASURES.md sections 9 and 12-16 (coverage start, proxy, sustainability, agreement,
+# funnel monitors): their share of the build is reported on their own
+NEW_MEASURE_MODELS = ("int_coverage_start", "int_offflows_proxy_flagged", "int_offflows_sustainability_checked",
+                      "measure_agreement", "opte_sustainability", "office_monitors")
+
+
+def build_shares(run_results: Path, top: int = 10) -> list[str]:
+    """Where a build's time went, from dbt's run_results.json: node time by resource type, the
+    slowest models, and the share of each model of NEW_MEASURE_MODELS (execution time / the sum
+    of every node's execution time; dbt runs nodes on several threads, so shares of node time,
+    not of wall time)."""
+    results = json.loads(run_results.read_text())["results"]
+    total = sum(r["execution_time"] for r in results) or 1.0
+    by_type: dict[str, float] = {}
+    for r in results:
+        kind = r["unique_id"].split(".")[0]
+        by_type[kind] = by_type.get(kind, 0.0) + r["execution_time"]
+    models = sorted(((r["execution_time"], r["unique_id"].split(".")[-1]) for r in results
+                     if r["unique_id"].startswith("model.")), reverse=True)
+    lines = ["dbt node time by type: " + ", ".join(f"{k} {v:,.1f} s ({v / total:.0%})" for k, v in sorted(by_type.items()))]
+    lines.append("slowest models: " + ", ".join(f"{name} {t:,.1f} s ({t / total:.1%})" for t, name in models[:top]))
+    times = {name: t for t, name in models}
+    lines.append("new measure models: " + ", ".join(
+        f"{name} {times[name]:,.1f} s ({times[name] / total:.1%})" for name in NEW_MEASURE_MODELS if name in times))
+    return lines
+
+
 def landed_rows(lake: Path) -> int:
     return sum(json.loads(p.read_text())["rows_read"] for p in (lake / "_manifests").glob("*/*.json"))
 
@@ -98,6 +125,7 @@ def main() -> None:
         rows.append(measure("DuckDB scan of the landed Parquet (floor)", scan_floor_cmd(home / "lake")).row())
     if "build" in stages:
         rows.append(measure("opte build (dbt build: models + tests)", [*opte, "build"], env).row())
+        notes += build_shares(home / "dbt" / "target" / "run_results.json")
     if "publish" in stages:
         rows.append(measure(f"opte publish --month {month}", [*opte, "publish", "--month", month], env).row())
     if "run" in stages:

@@ -6,14 +6,24 @@ writes `<out>/<dataset>/<dataset>_<YYYYMMDD>.<csv|csv.gz|parquet>` for the seven
 of EXTRACTS.md: monthly incremental extracts dated the last day of each month from
 `start` to `end` (the first one carrying the stock), and full snapshots of offices,
 disadvantaged areas and targets whenever they change. The world behind it (synth_org,
-synth_world) is a scaled copy of Jobcentre Plus around 2009 (FACTS.md); the ground truth
-(`<truth_dir>/offflows.parquet`, `<truth_dir>/summary.json`) is every off-flow of the
-final data classified by the MEASURES.md rules (synth_rules). Same seed, same bytes.
+synth_world) is a scaled copy of Jobcentre Plus around 2009 (FACTS.md), with planted
+office outliers, returns to benefit and staff-recorded end reasons; the ground truth in
+`<truth_dir>` is every off-flow of the final data classified by the MEASURES.md rules,
+and the marts' figures that follow from it (synth_rules, an implementation independent of
+the dbt project).
+
+Same seed, same bytes. Stable in the end month: with the same seed and start, a later
+`end` only adds files; every file of the shorter inbox is byte-identical in the longer one
+(the new months' files carry the late notices for earlier months, as they would in life).
+Memory is bounded by the chunk of people simulated at a time: each chunk's row versions are
+spilled to disk, then every file is written from the spill one month at a time.
 """
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +32,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from ingest.synth_emit import Extracts, build_part, make_paye_refs, merge_parts, office_code_strings
-from ingest.synth_org import UNKNOWN_OFFICE_CODES, Organisation, build_organisation
-from ingest.synth_rules import EPOCH, classify_offflows, jsa_cohort_shares
-from ingest.synth_world import BENEFITS, simulate
-from ingest.synth_write import (DirtyFactory, FileSpec, date_array, iso, nino_array, plan_dirty,
-                                str_array, write_file)
+from ingest.synth_emit import NULL_OFFICE, ChunkRows, ClaimNumbers, build_part, make_paye_refs
+from ingest.synth_org import UNKNOWN_OFFICE_CODES, Organisation, build_organisation, plant_outliers
+from ingest.synth_random import Keyed
+from ingest.synth_rules import (EPOCH, MONITORS, SUSTAINABILITY_WEEKS, classify_offflows, financial_year,
+                                jsa_cohort_shares, measure_agreement, month_first, monthly_by_level,
+                                office_month_counts, office_monitors, sum_office_months, sustainability)
+from ingest.synth_world import (BENEFITS, PROXY_JOB_P, PROXY_NOJOB_P, PROXY_RETURN_P, RETURN_RATES,
+                                simulate)
+from ingest.synth_write import (DirtyFactory, FileSpec, count_dirty, date_array, iso, nino_array,
+                                plan_file_dirty, str_array, write_file)
 from measures.errors import OpteError
 
 log = logging.getLogger("opte.synth")
@@ -37,12 +52,26 @@ log = logging.getLogger("opte.synth")
 INCREMENTAL = ("benefit_claims", "customers", "tax_employments", "programme_starts")
 SNAPSHOT = ("offices", "disadvantaged_areas", "opte_targets")
 DATASETS = INCREMENTAL + SNAPSHOT
-CHUNK_PEOPLE = 500_000  # people simulated (and classified) at a time: bounds memory
+CHUNK_PEOPLE = 100_000  # people simulated (and classified) at a time: bounds memory
+MOVE_MONTH = 18         # the office move: first day of the 19th month (snapshot the month before)
+AREA_CHANGE_MONTH = 12  # the disadvantaged-area change: first day of the 13th month
+DEFAULT_START, DEFAULT_END = "2008-04", "2011-03"
+# OPtE off-flows per customer in the k-th financial year of the period (k = 0, 1, ...), what the
+# targets are set from; measured on 50,000-customer runs starting in 2001 and in 2008 (the same
+# within 2 %). The synthetic customers are a closed cohort (nobody new turns 16), so the flows
+# fall by about 3 % a year; beyond the table the rate falls by 2 % a year.
+TARGET_OPTE_PER_PERSON_YEAR = (0.52, 0.48, 0.455, 0.44, 0.425, 0.41, 0.40, 0.39, 0.383, 0.375)
+
+
+def target_rate(k: int) -> float:
+    table = TARGET_OPTE_PER_PERSON_YEAR
+    return table[k] if k < len(table) else table[-1] * 0.98 ** (k - len(table) + 1)
 
 _NINO_FIRST = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "DFIQUV"]
 _NINO_SECOND = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "DFIOQUV"]
 _NINO_FORBIDDEN = {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"}
 NINO_PREFIXES = [a + b for a in _NINO_FIRST for b in _NINO_SECOND if a + b not in _NINO_FORBIDDEN]
+NINO_SPACE = len(NINO_PREFIXES) * 4_000_000
 
 
 @dataclass
@@ -62,7 +91,7 @@ class SynthSummary:
 
 
 def nino_codes_to_bytes(codes: np.ndarray) -> np.ndarray:
-    """Integers in [0, len(NINO_PREFIXES) * 4e6) -> valid NINOs as numpy 'S9'."""
+    """Integers in [0, NINO_SPACE) -> valid NINOs as numpy 'S9'."""
     codes = np.asarray(codes, dtype=np.int64)
     n = len(codes)
     m = np.zeros((n, 9), dtype=np.uint8)
@@ -77,8 +106,26 @@ def nino_codes_to_bytes(codes: np.ndarray) -> np.ndarray:
 
 
 def make_ninos(rng: np.random.Generator, n: int) -> np.ndarray:
-    space = len(NINO_PREFIXES) * 4_000_000
-    return nino_codes_to_bytes(rng.choice(space, size=n, replace=False))
+    return nino_codes_to_bytes(rng.choice(NINO_SPACE, size=n, replace=False))
+
+
+def _add_months(month: str, k: int) -> str:
+    return str(np.datetime64(month, "M") + k)
+
+
+def resolve_period(start: str | None, end: str | None, years: int | None) -> tuple[str, str]:
+    """The months of an inbox. `years` N sets the length (12 N months): from `start` when it is
+    given, else ending with `end` (default March 2011: `--years 10` is April 2001 to March 2011)."""
+    if years is None:
+        return start or DEFAULT_START, end or DEFAULT_END
+    if years < 1:
+        raise OpteError(f"--years must be at least 1, got {years}")
+    if start is not None and end is not None:
+        raise OpteError("give at most two of --start, --end and --years")
+    if start is not None:
+        return start, _add_months(start, 12 * years - 1)
+    end = end or DEFAULT_END
+    return _add_months(end, -(12 * years - 1)), end
 
 
 def _months(start: str, end: str) -> np.ndarray:
@@ -97,8 +144,107 @@ def _clear(out: Path) -> None:
                 f.unlink()
 
 
+def _file_rng(seed: int, dataset: str, ext_date: int) -> np.random.Generator:
+    """The random stream of one file: its bytes depend on nothing but the seed, dataset and date."""
+    return np.random.default_rng([int(seed), 7, DATASETS.index(dataset), int(ext_date)])
+
+
+def _d(s: str) -> int:
+    return int((np.datetime64(s, "D") - EPOCH).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- the spill
+
+
+class _Spill:
+    """Row versions of every chunk on disk (Arrow IPC, one record batch per extract month)."""
+
+    def __init__(self, folder: Path, n_months: int):
+        self.folder, self.M = folder, n_months
+        self.readers: dict[str, list] = {ds: [] for ds in INCREMENTAL}
+        self.schemas: dict[str, pa.Schema] = {}
+
+    def add(self, chunk: int, dataset: str, table: pa.Table) -> None:
+        ext = table["ext"].to_numpy()
+        bounds = np.searchsorted(ext, np.arange(self.M + 1))
+        table = table.drop(["ext"]).combine_chunks()
+        self.schemas[dataset] = table.schema
+        path = self.folder / f"{dataset}_{chunk:05d}.arrow"
+        opts = ipc.IpcWriteOptions(compression="lz4")
+        with ipc.new_file(str(path), table.schema, options=opts) as w:
+            for i in range(self.M):
+                part = table.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i]))
+                batches = [b for b in part.to_batches() if b.num_rows]
+                w.write_batch(batches[0] if len(batches) == 1 else _empty_batch(table.schema))
+        self.readers[dataset].append((pa.OSFile(str(path)), None))  # reads one batch at a time
+
+    def month(self, dataset: str, i: int) -> pa.Table:
+        batches = []
+        for j, (src, reader) in enumerate(self.readers[dataset]):
+            if reader is None:
+                reader = ipc.open_file(src)
+                self.readers[dataset][j] = (src, reader)
+            b = reader.get_batch(i)
+            if b.num_rows:
+                batches.append(b)
+        return pa.Table.from_batches(batches, self.schemas[dataset]) if batches else \
+            self.schemas[dataset].empty_table()
+
+    def rows(self, dataset: str, i: int) -> int:
+        return self.month(dataset, i).num_rows
+
+    def close(self) -> None:
+        for lst in self.readers.values():
+            for src, _ in lst:
+                src.close()
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
+
+
+# ----------------------------------------------------------------------------- geography of the truth
+
+
+class _Geography:
+    """The attribution of MEASURES.md 8 for the synthetic organisation and its one move."""
+
+    def __init__(self, org: Organisation, move_date: int | None):
+        self.org, self.move_date = org, move_date
+        self.pos = {c: i for i, c in enumerate(org.office_code)}
+
+    def district_index(self, office: np.ndarray, days: np.ndarray) -> np.ndarray:
+        org = self.org
+        known = office >= 0
+        d = np.where(known, org.district[np.maximum(office, 0)], -1)
+        if self.move_date is not None:
+            d = np.where((office == org.mover) & (days >= self.move_date), org.mover_to, d)
+        return d
+
+    def attribute(self, office: np.ndarray, days: np.ndarray) -> dict:
+        """reporting office, district and region codes of off-flows at their office and date."""
+        org = self.org
+        known = office >= 0
+        unk = np.asarray(UNKNOWN_OFFICE_CODES, dtype=object)
+        rep = np.where(known, org.reporting_office[np.maximum(office, 0)], unk[np.clip(-1 - office, 0, len(unk) - 1)])
+        d = self.district_index(office, days)
+        dc = np.where(d >= 0, org.district_code[np.maximum(d, 0)], "UNALLOCATED")
+        rc = np.where(d >= 0, org.region_code[org.district_region[np.maximum(d, 0)]], "UNALLOCATED")
+        return {"reporting_office_code": rep.astype(object), "district_code": dc.astype(object),
+                "region_code": rc.astype(object)}
+
+    def district_at(self, codes: np.ndarray, on: int) -> np.ndarray:
+        idx = np.array([self.pos.get(c, -1) for c in codes], dtype=np.int64)
+        d = self.district_index(idx, np.full(len(idx), on))
+        return np.where(d >= 0, self.org.district_code[np.maximum(d, 0)], "UNALLOCATED").astype(object)
+
+
+# ----------------------------------------------------------------------------- main
+
+
 def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirty: float = 0.0,
-               bad_files: bool = False, truth_dir: Path | None = None) -> SynthSummary:
+               bad_files: bool = False, truth_dir: Path | None = None,
+               chunk_people: int = CHUNK_PEOPLE) -> SynthSummary:
     """Write a synthetic inbox for months `start`..`end` ('YYYY-MM', inclusive) and its ground truth."""
     t_start = time.perf_counter()
     out = Path(out)
@@ -108,96 +254,73 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     if not 0.0 <= dirty < 1.0:
         raise OpteError(f"--dirty must be a fraction in [0, 1), got {dirty}")
     months = _months(start, end)
+    M = len(months)
+    ext_dates = ((months + 1).astype("datetime64[D]") - 1 - EPOCH).astype(np.int64)
     T0 = int((months[0].astype("datetime64[D]") - EPOCH).astype(np.int64))
-    T1 = int(((months[-1] + 1).astype("datetime64[D]") - 1 - EPOCH).astype(np.int64))
+    T1 = int(ext_dates[-1])
     log.info("synth: %d people, %s to %s (%d months), seed %d, dirty %.3f, bad files %s -> %s",
-             people, start, end, len(months), seed, dirty, bad_files, out)
+             people, start, end, M, seed, dirty, bad_files, out)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(10)]
-    r_org, r_world, r_emit, r_nino, r_write, r_dirty, r_bad, r_snap, r_fresh, r_plan = streams
+    r_org, r_emit, r_nino, r_bad = streams[0], streams[2], streams[3], streams[6]
 
     org = build_organisation(people, r_org)
-    log.info("organisation: %d regions, %d districts, %d offices, %d areas", len(org.region_code),
-             len(org.district_code), org.n_offices, len(org.area_code))
-    # people are independent: simulate them in chunks to bound memory
+    plants, planted = plant_outliers(org)
+    log.info("organisation: %d regions, %d districts, %d offices, %d areas; outliers planted in %s",
+             len(org.region_code), len(org.district_code), org.n_offices, len(org.area_code),
+             ", ".join(f"{p['office_code']} ({p['indicator']} {p['direction']})" for p in planted))
+    # the office move and the area change: fixed by the start month, delivered once the period reaches them
+    move_date = int(ext_dates[MOVE_MONTH - 1]) + 1 if M >= MOVE_MONTH else None
+    area_change_date = int(ext_dates[AREA_CHANGE_MONTH - 1]) + 1 if M >= AREA_CHANGE_MONTH else None
+    geo = _Geography(org, move_date)
     paye_refs = make_paye_refs(r_emit, people)
-    parts, row_offset = [], 0
-    bounds = list(range(0, people, CHUNK_PEOPLE)) + [people]
-    seqs_w = np.random.SeedSequence([seed, 101]).spawn(len(bounds) - 1)
-    seqs_e = np.random.SeedSequence([seed, 102]).spawn(len(bounds) - 1)
-    for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        world = simulate(np.random.default_rng(seqs_w[c]), hi - lo, org, T0, T1)
-        part = build_part(np.random.default_rng(seqs_e[c]), world, org, months, len(paye_refs), lo, row_offset)
-        row_offset += len(part.fc["person"])
-        parts.append(part)
-        del world
-        if len(bounds) > 2:
-            log.info("people %d to %d simulated (%.1f s)", lo, hi, time.perf_counter() - t_start)
-    ex = merge_parts(r_emit, parts, T0, T1, months, paye_refs)
-    del parts
     ninos = make_ninos(r_nino, people)
-    log.info("world: %d claims, %d employments, %d programme starts", ex.final_claims.num_rows,
-             ex.final_employments.num_rows, len(ex.final_programmes))
+    kr_world, kr_emit = Keyed(seed, 1), Keyed(seed, 2)
+    numbers = ClaimNumbers(T1)
 
-    # ---- snapshots: the office move, disadvantaged-area changes, targets
-    M = len(months)
-    # the office move: on the first day of a month mid-period, in a snapshot delivered the month before
-    # (with only two months, in the first snapshot already)
-    move_month = (1 if M == 2 else max(2, M // 2)) if M >= 2 else None
-    move_date = int(ex.ext_dates[move_month - 1]) + 1 if move_month else None
-    area_change_month = max(2, M // 3) if M >= 4 else None
-    area_change_date = int(ex.ext_dates[area_change_month - 1]) + 1 if area_change_month else None
-
-    # ---- ground truth
-    fc = ex.final_claims
-    fc = fc.append_column("office_code", pa.array(office_code_strings(org, fc["office"].to_numpy()), type=pa.string()))
-    log.info("extract rows built (%.1f s); classifying off-flows", time.perf_counter() - t_start)
-    truth = classify_offflows(fc, ex.final_customers, ex.final_programmes, ex.final_employments,
-                              passthrough=("office",), chunk_people=CHUNK_PEOPLE)
-    log.info("ground truth: %d off-flows (%.1f s)", len(truth), time.perf_counter() - t_start)
-    off_idx = truth["office"].to_numpy(np.int64)
-    district = np.where(off_idx >= 0, org.district[np.maximum(off_idx, 0)], -1)
-    if move_date is not None:
-        district = np.where((off_idx == org.mover) & (truth["offflow_date"].to_numpy() >= move_date),
-                            org.mover_to, district)
-    # an office code with no offices row reports under UNALLOCATED (MEASURES.md 8)
-    truth["district_code"] = np.where(district >= 0, org.district_code[np.maximum(district, 0)], "UNALLOCATED")
-    targets = _targets(truth, org, months, T0, T1, r_snap)
-    data_stats = _data_stats(ex, T0, T1)
-    ex.final_claims = ex.final_customers = ex.final_programmes = ex.final_employments = None  # free memory
-
-    # ---- files
-    _clear(out)
-    specs = _file_specs(ex, M, move_month, area_change_month, targets)
-    n_fresh = 0
-    counts = plan_dirty(specs, dirty, r_plan)
-    if dirty > 0:
-        n_fresh = sum(counts.values()) * 2 + 10
-    fresh = _fresh_ninos(r_fresh, ninos, n_fresh)
-    factory = DirtyFactory(r_dirty, fresh, list(org.office_code), list(org.area_code), list(org.district_code))
-    tables = _Tables(ex, org, ninos, move_date, area_change_date, targets, T0)
-    total_rows = total_bytes = 0
-    rows_by_ds = {ds: 0 for ds in DATASETS}
-    files_written = []
-    for spec in specs:
-        table = tables.table(spec, r_write)
-        path = out / spec.dataset / spec.name
-        n, b = write_file(path, spec, table, r_write, factory if dirty > 0 else None)
-        total_rows += n
-        total_bytes += b
-        rows_by_ds[spec.dataset] += n
-        files_written.append(str(path.relative_to(out)))
-        log.debug("wrote %s: %d rows, %d bytes", path, n, b)
-        if spec.dataset == "benefit_claims" and n > 100_000:
-            log.info("wrote %s (%d rows)", path.name, n)
-    log.info("wrote %d files, %d rows (%.1f s)", len(specs), total_rows, time.perf_counter() - t_start)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    spill_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+    spill = _Spill(spill_dir, M)
+    try:
+        acc = _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_world, kr_emit,
+                               paye_refs, numbers, spill, truth_dir, t_start)
+        targets = _targets(acc["people_by_office"], org, months, move_date, seed)
+        # ---- files
+        _clear(out)
+        specs = _file_specs(months, ext_dates)
+        tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, T0, ext_dates)
+        total_rows = total_bytes = 0
+        rows_by_ds = {ds: 0 for ds in DATASETS}
+        first_file = {}
+        offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
+        for n_done, spec in enumerate(specs):
+            rng = _file_rng(seed, spec.dataset, spec.ext_date)
+            table = tables.table(spec, rng)
+            spec.n_rows = table.num_rows
+            plan_file_dirty(spec, dirty, rng, guarantee=first_file.setdefault(spec.dataset, spec) is spec)
+            factory = None
+            if spec.dirty:
+                factory = DirtyFactory(rng, _fresh_ninos(rng, ninos, 2 * len(spec.dirty) + 10), offices, areas,
+                                       districts)
+            path = out / spec.dataset / spec.name
+            n, b = write_file(path, spec, table, rng, factory)
+            total_rows += n
+            total_bytes += b
+            rows_by_ds[spec.dataset] += n
+            if spec.dataset == "benefit_claims" and (n > 100_000 or n_done % 48 == 0):
+                log.info("wrote %s (%d rows, %.1f s)", path.name, n, time.perf_counter() - t_start)
+        counts = count_dirty(specs)
+        log.info("wrote %d files, %d rows (%.1f s)", len(specs), total_rows, time.perf_counter() - t_start)
+    finally:
+        spill.close()
+        shutil.rmtree(spill_dir, ignore_errors=True)
     bad = []
     if bad_files:
-        bad = _write_bad_files(out, ex, specs, r_bad, fresh)
+        bad = _write_bad_files(out, ext_dates, specs, r_bad, _fresh_ninos(r_bad, ninos, 1))
         total_bytes += sum(b["bytes"] for b in bad)
 
     # ---- truth files
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    _write_truth(truth_dir, truth, data_stats, org, counts, bad, targets, dict(
+    _write_truth(truth_dir, acc, org, geo, planted, counts, bad, targets, dict(
         people=people, start=start, end=end, seed=seed, dirty=dirty, bad_files=bad_files,
         files=len(specs) + len(bad), rows_by_dataset=rows_by_ds, move_date=iso(move_date) if move_date else None,
         area_change_date=iso(area_change_date) if area_change_date else None), T0, T1)
@@ -208,176 +331,263 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     return summary
 
 
+TRUTH_SCHEMA = pa.schema([
+    ("claim_id", pa.string()), ("benefit_code", pa.string()), ("office_code", pa.string()),
+    ("reporting_office_code", pa.string()), ("district_code", pa.string()), ("region_code", pa.string()),
+    ("offflow_date", pa.date32()), ("offflow_month", pa.date32()), ("planted_reason", pa.string()),
+    ("planted_job_start", pa.bool_()), ("job_start_date", pa.date32()), ("customer_group", pa.string()),
+    ("end_reason_code", pa.string()), ("is_proxy", pa.bool_()),
+    ("back_on_benefit_by_week_13", pa.bool_()), ("back_on_benefit_by_week_26", pa.bool_()),
+    ("planted_proxy_p", pa.float64()), ("planted_back_p13", pa.float64()), ("planted_back_p26", pa.float64()),
+])
+
+
+def _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_world, kr_emit, paye_refs,
+                     numbers, spill, truth_dir, t_start) -> dict:
+    """Simulate, emit, spill and classify the people chunk by chunk; return the additive truth figures."""
+    bounds = list(range(0, people, chunk_people)) + [people]
+    acc = {"om": [], "people_by_office": np.zeros(org.n_offices, dtype=np.int64), "jsa_end_reasons": {},
+           "jsa_closed_claims": 0, "cohorts": {}, "conversion": {}, "conversion_mature": {}, "reasons": {},
+           "offflows": 0, "world": {"claims": 0, "employments": 0, "programmes": 0}}
+    writer = pq.ParquetWriter(truth_dir / "offflows.parquet", TRUTH_SCHEMA, compression="zstd")
+    try:
+        for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            world = simulate(kr_world, lo, hi - lo, org, plants, T0, T1)
+            part = build_part(kr_emit, world, org, months, paye_refs, lo, numbers)
+            del world
+            for ds, t in part.versions.items():
+                spill.add(c, ds, t)
+            part.versions = None
+            _truth_of_chunk(part, geo, T0, T1, writer, acc)
+            if len(bounds) > 2:
+                log.info("people %d to %d simulated and classified (%.1f s)", lo, hi, time.perf_counter() - t_start)
+    finally:
+        writer.close()
+    acc["om"] = sum_office_months(acc["om"])
+    log.info("world: %d claims, %d employments, %d programme starts, %d off-flows",
+             acc["world"]["claims"], acc["world"]["employments"], acc["world"]["programmes"], acc["offflows"])
+    return acc
+
+
+def _add(d: dict, other: dict) -> None:
+    for k, v in other.items():
+        if isinstance(v, dict):
+            _add(d.setdefault(k, {}), v)
+        elif v is not None and not isinstance(v, float):
+            d[k] = d.get(k, 0) + v
+
+
+def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, acc: dict) -> None:
+    fc = part.final_claims
+    acc["world"]["claims"] += fc.num_rows
+    acc["world"]["employments"] += part.final_employments.num_rows
+    acc["world"]["programmes"] += len(part.final_programmes)
+    acc["people_by_office"] += part.people_by_office
+    _add(acc["jsa_end_reasons"], part.jsa_end_reasons)
+    jsa = fc.filter(pc.equal(fc["benefit_code"], "JSA"))
+    acc["jsa_closed_claims"] += jsa.num_rows - jsa["end"].null_count
+    _add(acc["cohorts"], jsa_cohort_shares(jsa, T1, T0))
+    t = classify_offflows(fc, part.final_customers, part.final_programmes, part.final_employments,
+                          passthrough=("office", "proxy_p", "back_p13", "back_p26"), chunk_people=10 ** 9)
+    d = t["offflow_date"].to_numpy(np.int64)
+    for k, v in geo.attribute(t["office"].to_numpy(np.int64), d).items():
+        t[k] = v
+    t["month"] = month_first(d)
+    # folded chunk by chunk: a national organisation has ~90,000 office-months per decade, per chunk
+    acc["om"] = [sum_office_months(acc["om"] + [office_month_counts(t)])]
+    acc["offflows"] += len(t)
+    _add(acc["reasons"], {k: int(v) for k, v in t["exclusion_reason"].fillna("opte").value_counts().items()})
+    opte = t["exclusion_reason"].isna()
+    mature = t["offflow_date"] <= T1 - 183
+    for key, mask in (("conversion", opte), ("conversion_mature", opte & mature)):
+        g = t[mask].groupby("customer_group")["is_job_outcome"].agg(["size", "sum"])
+        _add(acc[key], {grp: {"opte_offflows": int(r["size"]), "with_job_outcome": int(r["sum"])}
+                        for grp, r in g.iterrows()})
+    # per off-flow, with the marts' null rules for the back-on-benefit columns (section 16)
+    last_day = (t["month"].to_numpy().astype("datetime64[D]").astype("datetime64[M]") + 1).astype(
+        "datetime64[D]").astype(np.int64) - 1
+    jsd = t["job_start_date"]
+    cols = {
+        "claim_id": pa.array(t["claim_id"], type=pa.string()),
+        "benefit_code": pa.array(t["benefit_code"], type=pa.string()),
+        "office_code": pa.array(t["office_code"], type=pa.string()),
+        "reporting_office_code": pa.array(t["reporting_office_code"], type=pa.string()),
+        "district_code": pa.array(t["district_code"], type=pa.string()),
+        "region_code": pa.array(t["region_code"], type=pa.string()),
+        "offflow_date": date_array(d), "offflow_month": date_array(t["month"].to_numpy()),
+        "planted_reason": pa.array(t["exclusion_reason"], type=pa.string(), from_pandas=True),
+        "planted_job_start": pa.array(t["is_job_outcome"].to_numpy(bool)),
+        "job_start_date": date_array(jsd.fillna(0).to_numpy(np.int64), null=jsd.isna().to_numpy()),
+        "customer_group": pa.array(t["customer_group"], type=pa.string()),
+        "end_reason_code": pa.array(t["end_reason_code"], type=pa.string(), from_pandas=True),
+        "is_proxy": pa.array(t["is_proxy"].to_numpy(bool)),
+    }
+    for k in SUSTAINABILITY_WEEKS:
+        due = T1 >= last_day + 7 * k
+        cols[f"back_on_benefit_by_week_{k}"] = pa.array(t[f"back_on_benefit_{k}"].to_numpy(bool),
+                                                       mask=~(due & opte.to_numpy()))
+    cols["planted_proxy_p"] = pa.array(t["proxy_p"].to_numpy(np.float64))
+    cols["planted_back_p13"] = pa.array(t["back_p13"].to_numpy(np.float64), from_pandas=True)
+    cols["planted_back_p26"] = pa.array(t["back_p26"].to_numpy(np.float64), from_pandas=True)
+    writer.write_table(pa.table(cols, schema=TRUTH_SCHEMA))
+
+
 def _fresh_ninos(rng: np.random.Generator, real: np.ndarray, n: int) -> list[str]:
-    """Valid NINOs that no real person has (keys of injected bad rows)."""
+    """Valid NINOs, distinct, that no real person has (keys of injected bad rows)."""
     if n <= 0:
         return []
-    space = len(NINO_PREFIXES) * 4_000_000
-    cand = nino_codes_to_bytes(rng.choice(space, size=n + 100, replace=False))
-    cand = cand[~np.isin(cand, real)][:n]
+    cand = np.unique(nino_codes_to_bytes(rng.integers(0, NINO_SPACE, n + 100)))
+    cand = cand[~np.isin(cand, real, assume_unique=True)]
+    cand = cand[rng.permutation(len(cand))][:n]
     return [x.decode() for x in cand]
 
 
-def _targets(truth: pd.DataFrame, org: Organisation, months: np.ndarray, T0: int, T1: int,
-             rng: np.random.Generator) -> pd.DataFrame:
-    """A target per financial year and district near the OPtE off-flows the data gives (+-12 %)."""
-    d = truth["offflow_date"].to_numpy(np.int64).astype("datetime64[D]")
-    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
-    mon = (d.astype("datetime64[M]") - d.astype("datetime64[Y]").astype("datetime64[M]")).astype(np.int64) + 1
-    fy = np.where(mon >= 4, y, y - 1)
-    opte = truth["exclusion_reason"].isna().to_numpy()
-    df = pd.DataFrame({"fy": fy[opte], "district_code": truth["district_code"].to_numpy()[opte]})
-    df = df[df["district_code"].notna()]
-    counts = df.groupby(["fy", "district_code"]).size()
-    my = months.astype("datetime64[Y]").astype(np.int64) + 1970
-    mm = (months - months.astype("datetime64[Y]").astype("datetime64[M]")).astype(np.int64) + 1
-    mfy = np.where(mm >= 4, my, my - 1)
+def _financial_years(months: np.ndarray) -> np.ndarray:
+    return financial_year(months.astype("datetime64[D]").astype(np.int64))
+
+
+def _targets(people_by_office: np.ndarray, org: Organisation, months: np.ndarray, move_date: int | None,
+             seed: int) -> pd.DataFrame:
+    """A target per financial year and district: the customers of its offices on 1 April x the national
+    OPtE rate per customer in that year of the period x a district factor in [0.88, 1.12]. Set from the organisation, not from
+    the data, so that a year's target never changes when the period is longer. The years are those of
+    the period and, when it ends in March, the next one (delivered on 31 March)."""
+    fys = sorted(set(int(f) for f in _financial_years(np.append(months, months[-1] + 1))))
+    fy0 = int(_financial_years(months[:1])[0])
+    kr = Keyed(seed, 3)
     rows = []
-    for f in np.unique(mfy):
-        covered = int((mfy == f).sum())
-        for dc in org.district_code:
-            c = int(counts.get((int(f), dc), 0))
-            factor = rng.uniform(0.88, 1.12)
-            rows.append((int(f), dc, max(1, int(round(c * 12 / covered * factor)))))
+    for f in fys:
+        d = org.district.copy()
+        if move_date is not None and _d(f"{f}-04-01") >= move_date:
+            d[org.mover] = org.mover_to
+        per_district = np.bincount(d, weights=people_by_office, minlength=len(org.district_code))
+        key = np.arange(len(org.district_code), dtype=np.uint64) + np.uint64(f * 1000)
+        factor = 0.88 + 0.24 * kr.uniform(key, 1)
+        for j, dc in enumerate(org.district_code):
+            rows.append((f, dc, max(1, int(round(per_district[j] * target_rate(f - fy0) * factor[j])))))
     return pd.DataFrame(rows, columns=["financial_year", "district_code", "opte_target"])
 
 
-def _file_specs(ex: Extracts, M: int, move_month, area_change_month, targets: pd.DataFrame) -> list[FileSpec]:
-    """Which files to write, in which format and with which quirks (deterministic from the month index)."""
+def _file_specs(months: np.ndarray, ext_dates: np.ndarray) -> list[FileSpec]:
+    """Which files to write, in which format and with which quirks (fixed by the month index, so a
+    longer period never changes an earlier file)."""
     specs: list[FileSpec] = []
-    counts = {
-        "benefit_claims": np.bincount(ex.claims["ext"], minlength=M),
-        "customers": np.bincount(ex.customers["ext"], minlength=M),
-        "tax_employments": np.bincount(ex.employments["ext"], minlength=M),
-        "programme_starts": np.bincount(ex.programmes["ext"], minlength=M),
-    }
-    parquet_month = min(2, M - 1)
+    M = len(months)
     for i in range(M):
-        E = int(ex.ext_dates[i])
+        E = int(ext_dates[i])
         for ds in INCREMENTAL:
-            s = FileSpec(ds, E, n_rows=int(counts[ds][i]))
+            s = FileSpec(ds, E)
             if ds == "benefit_claims":
                 s.fmt = "csv.gz" if i % 6 == 5 else "csv"
                 s.shuffle = i % 12 == 2
-                s.mixed_case = i == min(7, M - 1) and M > 1
+                s.mixed_case = i == 7
             elif ds == "customers":
                 s.fmt = "csv.gz" if i % 3 == 1 else "csv"
                 s.shuffle = i % 12 == 3
             elif ds == "tax_employments":
                 s.fmt = "csv.gz" if i % 4 == 3 else "csv"
                 s.shuffle = i % 12 == 4
-                s.mixed_case = i == min(1, M - 1)
+                s.mixed_case = i == 1
             elif ds == "programme_starts":
-                s.fmt = "parquet" if i == parquet_month else ("csv.gz" if i % 5 == 4 else "csv")
-                s.blank_line = i == min(1, M - 1) and s.fmt == "csv"
+                s.fmt = "parquet" if i == 2 else ("csv.gz" if i % 5 == 4 else "csv")
+                s.blank_line = i == 1 and s.fmt == "csv"
             specs.append(s)
-    first = int(ex.ext_dates[0])
-    specs.append(FileSpec("offices", first, bom=True))
-    if move_month and move_month >= 2:
-        specs.append(FileSpec("offices", int(ex.ext_dates[move_month - 1]), shuffle=True))
-    specs.append(FileSpec("disadvantaged_areas", first))
-    if area_change_month:
-        specs.append(FileSpec("disadvantaged_areas", int(ex.ext_dates[area_change_month - 1])))
-    # targets: the first extract, then before each later financial year starts (31 March)
-    specs.append(FileSpec("opte_targets", first))
-    for i in range(1, M):
-        if str(ex.months[i])[5:7] == "04" and i >= 2:  # (a year starting in month 1 is in the first file)
-            specs.append(FileSpec("opte_targets", int(ex.ext_dates[i - 1])))
+        if i == 0:
+            specs.append(FileSpec("offices", E, bom=True))
+            specs.append(FileSpec("disadvantaged_areas", E))
+            specs.append(FileSpec("opte_targets", E))
+        if i == MOVE_MONTH - 1:
+            specs.append(FileSpec("offices", E, shuffle=True))
+        if i == AREA_CHANGE_MONTH - 1:
+            specs.append(FileSpec("disadvantaged_areas", E))
+        # targets: before each later financial year starts (31 March)
+        if i >= 1 and str(months[i])[5:7] == "03":
+            specs.append(FileSpec("opte_targets", E))
     return specs
 
 
 class _Tables:
-    """Builds the pyarrow table of one file from the row versions."""
+    """Builds the pyarrow table of one file from the spilled row versions and the organisation."""
 
-    def __init__(self, ex: Extracts, org: Organisation, ninos: np.ndarray, move_date, area_change_date,
-                 targets: pd.DataFrame, T0: int):
-        self.ex, self.org, self.ninos = ex, org, ninos
+    def __init__(self, spill: _Spill, org: Organisation, ninos: np.ndarray, paye_refs: np.ndarray, move_date,
+                 area_change_date, targets: pd.DataFrame, T0: int, ext_dates: np.ndarray):
+        self.spill, self.org, self.ninos, self.paye_refs = spill, org, ninos, paye_refs
         self.move_date, self.area_change_date, self.targets, self.T0 = move_date, area_change_date, targets, T0
-        self.slices = {}
-        for ds, v in (("benefit_claims", ex.claims), ("customers", ex.customers),
-                      ("tax_employments", ex.employments), ("programme_starts", ex.programmes)):
-            order = np.argsort(v["ext"], kind="stable")
-            bounds = np.searchsorted(v["ext"][order], np.arange(len(ex.ext_dates) + 1))
-            self.slices[ds] = (order, bounds)
+        self.ext_dates = ext_dates
 
-    def _rows(self, ds: str, E: int, rng) -> np.ndarray:
-        order, bounds = self.slices[ds]
-        i = int(np.searchsorted(self.ex.ext_dates, E))
-        rows = order[bounds[i]:bounds[i + 1]]
-        return rows[rng.permutation(len(rows))]
+    def _rows(self, ds: str, E: int, rng) -> pa.Table:
+        i = int(np.searchsorted(self.ext_dates, E))
+        t = self.spill.month(ds, i)
+        return t.take(pa.array(rng.permutation(t.num_rows)))
 
     def table(self, spec: FileSpec, rng) -> pa.Table:
         return getattr(self, "_" + spec.dataset)(spec, rng)
 
     def _office_codes(self, office: np.ndarray) -> pa.Array:
-        """Office index -> code as arrow (negative: the unknown codes; -1000: null), without Python objects."""
+        """Office index -> code as arrow (negative: the unknown codes; NULL_OFFICE: null)."""
         org = self.org
         table = pa.array(list(org.office_code) + list(UNKNOWN_OFFICE_CODES) + [None], type=pa.string())
         n = org.n_offices
-        idx = np.where(office >= 0, office, np.where(office == -1000, n + len(UNKNOWN_OFFICE_CODES), n - 1 - office))
+        idx = np.where(office >= 0, office,
+                       np.where(office == NULL_OFFICE, n + len(UNKNOWN_OFFICE_CODES), n - 1 - office))
         return table.take(pa.array(idx.astype(np.int32)))
 
     def _benefit_claims(self, spec, rng):
-        v = self.ex.claims
-        r = self._rows("benefit_claims", spec.ext_date, rng)
-        benefit = pa.array(list(BENEFITS)).take(pa.array(v["benefit"][r].astype(np.int32)))
-        office = self._office_codes(v["office"][r])
+        v = self._rows("benefit_claims", spec.ext_date, rng)
+        benefit = pa.array(list(BENEFITS)).take(v["benefit"].cast(pa.int32()))
+        office = self._office_codes(v["office"].to_numpy())
         yn = pa.array(["N", "Y"])
-        lp = yn.take(pa.array(v["lp"][r].astype(np.int8)))
-        dis = yn.take(pa.array(v["dis"][r].astype(np.int8)))
-        i = int(np.searchsorted(self.ex.ext_dates, spec.ext_date))
-        if i == min(3, len(self.ex.ext_dates) - 1):  # codes and flags are case-insensitive
-            low = pa.array(rng.random(len(r)) < 0.03)
+        lp = yn.take(v["lp"].cast(pa.int8()))
+        dis = yn.take(v["dis"].cast(pa.int8()))
+        if int(np.searchsorted(self.ext_dates, spec.ext_date)) == 3:  # codes and flags are case-insensitive
+            low = pa.array(rng.random(v.num_rows) < 0.03)
             benefit = pc.if_else(low, pc.utf8_lower(benefit), benefit)
             office = pc.if_else(low, pc.utf8_lower(office), office)
             lp = pc.if_else(low, pc.utf8_lower(lp), lp)
-        end = v["end"][r]
+        end = v["end"].to_numpy()
         return pa.table({
-            "claim_id": self.ex.claim_ids.take(pa.array(v["row"][r])),
-            "nino": nino_array(self.ninos, v["person"][r], rng),
+            "claim_id": v["claim_id"],
+            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
             "benefit_code": benefit,
             "office_code": office,
-            "claim_start_date": date_array(v["start"][r]),
+            "claim_start_date": date_array(v["start"].to_numpy()),
             "claim_end_date": date_array(np.where(end >= 0, end, 0), null=end < 0),
-            "end_reason_code": str_array(v["reason"][r]),
+            "end_reason_code": v["reason"],
             "lone_parent": lp,
             "disabled": dis,
         })
 
     def _customers(self, spec, rng):
-        v = self.ex.customers
-        r = self._rows("customers", spec.ext_date, rng)
-        area = v["area"][r]
-        dod = v["dod"][r]
+        v = self._rows("customers", spec.ext_date, rng)
+        area = v["area"].to_numpy()
+        dod = v["dod"].to_numpy()
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"][r], rng),
-            "date_of_birth": date_array(v["dob"][r], null=v["dob_null"][r]),
-            "sex": str_array(v["sex"][r]),
+            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
+            "date_of_birth": date_array(v["dob"].to_numpy(), null=v["dob_null"].to_numpy()),
+            "sex": v["sex"],
             "date_of_death": date_array(np.where(dod >= 0, dod, 0), null=dod < 0),
             "area_code": str_array(np.where(area >= 0, self.org.area_code[np.maximum(area, 0)], None)),
         })
 
     def _tax_employments(self, spec, rng):
-        v = self.ex.employments
-        r = self._rows("tax_employments", spec.ext_date, rng)
-        end = v["end"][r]
+        v = self._rows("tax_employments", spec.ext_date, rng)
+        end = v["end"].to_numpy()
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"][r], rng),
-            "paye_ref": str_array(self.ex.paye_refs[v["paye"][r]]),
-            "start_date": date_array(v["start"][r]),
+            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
+            "paye_ref": str_array(self.paye_refs[v["paye"].to_numpy()]),
+            "start_date": date_array(v["start"].to_numpy()),
             "end_date": date_array(np.where(end >= 0, end, 0), null=end < 0),
-            "form": str_array(v["form"][r]),
-            "received_date": date_array(v["received"][r]),
+            "form": v["form"],
+            "received_date": date_array(v["received"].to_numpy()),
         })
 
     def _programme_starts(self, spec, rng):
-        v = self.ex.programmes
-        r = self._rows("programme_starts", spec.ext_date, rng)
+        v = self._rows("programme_starts", spec.ext_date, rng)
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"][r], rng),
-            "programme_code": str_array(v["code"][r]),
-            "start_date": date_array(v["start"][r]),
-            "office_code": self._office_codes(v["office"][r]),
+            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
+            "programme_code": v["code"],
+            "start_date": date_array(v["start"].to_numpy()),
+            "office_code": self._office_codes(v["office"].to_numpy()),
         })
 
     def _offices(self, spec, rng):
@@ -389,7 +599,6 @@ class _Tables:
         dist = org.district.copy()
         vt = np.full(n, -1, dtype=np.int64)
         rows_extra = []
-        first = int(self.ex.ext_dates[0])
         # the move is known from the snapshot delivered the month before it
         if self.move_date is not None and spec.ext_date >= self.move_date - 1:
             vt[org.mover] = self.move_date - 1
@@ -397,11 +606,9 @@ class _Tables:
         code = list(org.office_code) + [org.office_code[o] for o in rows_extra]
         name = list(org.office_name) + [org.office_name[o] for o in rows_extra]
         rep = list(org.reporting_office) + [org.reporting_office[o] for o in rows_extra]
-        d = list(dist) + [org.mover_to for _ in rows_extra]
+        d = np.array(list(dist) + [org.mover_to for _ in rows_extra])
         vfrom = list(vf) + [self.move_date for _ in rows_extra]
-        vto = list(vt) + [-1 for _ in rows_extra]
-        d = np.array(d)
-        vto = np.array(vto)
+        vto = np.array(list(vt) + [-1 for _ in rows_extra])
         return pa.table({
             "office_code": str_array(np.array(code, dtype=object)),
             "office_name": str_array(np.array(name, dtype=object)),
@@ -428,7 +635,7 @@ class _Tables:
             names.append(org.area_name[a])
             vf.append(_d("2001-04-01"))
             vt.append(_d("2004-03-31"))
-        if self.area_change_date is not None and spec.ext_date != int(self.ex.ext_dates[0]):
+        if self.area_change_date is not None and spec.ext_date >= self.area_change_date - 1:
             cd = self.area_change_date
             # some areas leave the list, some join it
             for j, a in enumerate(dis[: max(1, len(dis) // 20)]):
@@ -450,8 +657,7 @@ class _Tables:
     def _opte_targets(self, spec, rng):
         t = self.targets
         # delivered before the year starts: a file dated E holds the years starting by E + 1 day
-        E = spec.ext_date
-        e = np.datetime64(int(E) + 1, "D")
+        e = np.datetime64(int(spec.ext_date) + 1, "D")
         y = int(e.astype("datetime64[Y]").astype(np.int64)) + 1970
         m = int((e.astype("datetime64[M]") - e.astype("datetime64[Y]").astype("datetime64[M]")).astype(np.int64)) + 1
         fy_now = y if m >= 4 else y - 1
@@ -463,16 +669,12 @@ class _Tables:
         })
 
 
-def _d(s: str) -> int:
-    return int((np.datetime64(s, "D") - EPOCH).astype(np.int64))
-
-
-def _write_bad_files(out: Path, ex: Extracts, specs: list[FileSpec], rng: np.random.Generator,
+def _write_bad_files(out: Path, ext_dates: np.ndarray, specs: list[FileSpec], rng: np.random.Generator,
                      fresh: list[str]) -> list[dict]:
-    """Files that landing must reject whole (each with exactly one problem)."""
+    """Files that landing must reject whole (each with exactly one problem), dated mid-way through
+    the first month (so a longer period never moves them)."""
     import gzip
-    M = len(ex.ext_dates)
-    mid = int(ex.ext_dates[M // 2 - 1]) + 15 if M >= 2 else int(ex.ext_dates[0]) - 15
+    mid = int(ext_dates[0]) - 15
     ymd = iso(mid).replace("-", "")
     bad = []
 
@@ -483,7 +685,7 @@ def _write_bad_files(out: Path, ex: Extracts, specs: list[FileSpec], rng: np.ran
         bad.append({"file": rel, "problem": problem, "bytes": len(data)})
 
     nino = fresh[0] if fresh else "AB123456C"
-    d1, d2 = iso(mid - 40), iso(mid - 10)
+    d1 = iso(mid - 40)
     put(f"tax_employments/tax_employments_{ymd}.csv",
         f"nino,paye_ref,start_date,end_date,form\n{nino},120/AB12345,{d1},,P46\n".encode(),
         "missing_contract_column")
@@ -507,55 +709,83 @@ def _write_bad_files(out: Path, ex: Extracts, specs: list[FileSpec], rng: np.ran
     return bad
 
 
-def _pa_str(series: pd.Series) -> pa.Array:
-    return pa.array(series, type=pa.string(), from_pandas=True)
+# ----------------------------------------------------------------------------- truth files
 
 
-def _data_stats(ex: Extracts, T0: int, T1: int) -> dict:
-    """Figures of the delivered data for the summary: JSA end reasons and cohort off-flow shares."""
-    import pyarrow.compute as pc
-    fcl = ex.final_claims
-    jsa = fcl.filter(pc.equal(fcl["benefit_code"], "JSA"))
-    closed_jsa_versions = (ex.claims["benefit"] == 0) & (ex.claims["end"] >= 0)
-    er = (pd.Series(ex.claims["reason"][closed_jsa_versions], dtype=object).fillna("(null)")
-          .value_counts(normalize=True).round(4).head(8).to_dict())
-    return {"jsa_closed_claims": int(jsa.num_rows - jsa["end"].null_count),
-            "jsa_end_reason_shares": er,
-            "jsa_cohort_offflow_shares": jsa_cohort_shares(jsa, T1, T0)}
+def _shares(counts: dict, top: int = 8) -> dict:
+    total = sum(counts.values())
+    s = sorted(((k, v / total) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+    return {k: round(v, 4) for k, v in s[:top]} if total else {}
 
 
-def _write_truth(truth_dir: Path, truth: pd.DataFrame, stats: dict, org: Organisation, counts: dict, bad: list,
-                 targets: pd.DataFrame, meta: dict, T0: int, T1: int) -> None:
-    t = truth
-    jsd = t["job_start_date"]
-    table = pa.table({
-        "claim_id": _pa_str(t["claim_id"]),
-        "benefit_code": _pa_str(t["benefit_code"]),
-        "office_code": _pa_str(t["office_code"]),
-        "district_code": _pa_str(t["district_code"]),
-        "offflow_date": date_array(t["offflow_date"].to_numpy(np.int64)),
-        "planted_reason": _pa_str(t["exclusion_reason"]),
-        "planted_job_start": pa.array(t["is_job_outcome"].to_numpy(bool)),
-        "job_start_date": date_array(jsd.fillna(0).to_numpy(np.int64), null=jsd.isna().to_numpy()),
-        "customer_group": _pa_str(t["customer_group"]),
-    })
-    pq.write_table(table, truth_dir / "offflows.parquet", compression="zstd")
+def _records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records", date_format="iso"))
 
-    opte = t["exclusion_reason"].isna()
 
-    def conv(mask):
-        res = {}
+def _dates(df: pd.DataFrame, cols=("month",)) -> pd.DataFrame:
+    df = df.copy()
+    for c in cols:
+        df[c] = np.asarray(df[c].to_numpy(np.int64)).astype("datetime64[D]")
+    return df
+
+
+def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography, planted: list[dict],
+                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, T0: int, T1: int) -> None:
+    """The expected marts (parquet) and summary.json, from the off-flows classified by synth_rules."""
+    om = acc["om"]
+    monthly = monthly_by_level(om, T1)
+    agreement = measure_agreement(monthly)
+    sust = sustainability(monthly, T1)
+    monitors = office_monitors(om, geo.district_at)
+    pq.write_table(pa.Table.from_pandas(_dates(om), preserve_index=False), truth_dir / "office_months.parquet",
+                   compression="zstd")
+    pq.write_table(pa.Table.from_pandas(_dates(monthly), preserve_index=False), truth_dir / "opte_monthly.parquet",
+                   compression="zstd")
+    pq.write_table(pa.Table.from_pandas(agreement, preserve_index=False), truth_dir / "measure_agreement.parquet",
+                   compression="zstd")
+    pq.write_table(pa.Table.from_pandas(_dates(sust), preserve_index=False),
+                   truth_dir / "opte_sustainability.parquet", compression="zstd")
+    pq.write_table(pa.Table.from_pandas(_dates(monitors), preserve_index=False),
+                   truth_dir / "office_monitors.parquet", compression="zstd")
+
+    # planted outliers: what was planted, and the realised shares over the whole period
+    tot = om.groupby("reporting_office_code")[
+        ["offflows", "opte_offflows", "excluded_cross_flow", "excluded_programme_start",
+         "excluded_returned_within_week", "opte_failed_to_sign"]].sum()
+    nat = tot.sum()
+    defs = {ind: (num, den) for ind, num, den in MONITORS}
+    outliers = []
+    for p in planted:
+        num, den = defs[p["indicator"]]
+        o = tot.loc[p["office_code"]] if p["office_code"] in tot.index else None
+        outliers.append({**p, "period_share": round(float(o[num] / o[den]), 4) if o is not None and o[den] else None,
+                         "period_denominator": int(o[den]) if o is not None else 0,
+                         "national_share": round(float(nat[num] / nat[den]), 4) if nat[den] else None})
+
+    nat_m = monthly[monthly["level"] == "national"]
+    returns = {}
+    for k in SUSTAINABILITY_WEEKS:
+        s = sust[(sust["level"] == "national") & (sust["week"] == k) & sust["is_due"]]
+        n, back = int(s["opte_offflows"].sum()), int(s["back_on_benefit"].sum())
+        exp, var = float(s["planted_back_sum"].sum()), float(s["planted_back_var"].sum())
+        returns[str(k)] = {"due_opte_offflows": n, "back_on_benefit": back,
+                           "rate": round(back / n, 4) if n else None,
+                           "planted_expected": round(exp, 2), "planted_se": round(float(np.sqrt(var)), 2),
+                           "planted_rate": round(exp / n, 4) if n else None,
+                           "opte_without_planted_rate": int(s["opte_without_planted_back"].sum())}
+
+    conv = {}
+    for key in ("conversion", "conversion_mature"):
+        conv[key] = {}
         for g in ("lone_parent", "sick_or_disabled", "jsa", "other"):
-            m = mask & opte & (t["customer_group"] == g)
-            n, j = int(m.sum()), int((m & t["is_job_outcome"]).sum())
-            res[g] = {"opte_offflows": n, "with_job_outcome": j, "rate": round(j / n, 4) if n else None}
-        return res
-
-    mature = t["offflow_date"] <= T1 - 183
-    reasons = t["exclusion_reason"].fillna("opte").value_counts().to_dict()
+            c = acc[key].get(g, {"opte_offflows": 0, "with_job_outcome": 0})
+            n, j = c["opte_offflows"], c["with_job_outcome"]
+            conv[key][g] = {"opte_offflows": n, "with_job_outcome": j, "rate": round(j / n, 4) if n else None}
+    cohorts = {k: {**v, "share": round(v["offflowed"] / v["cohort_spells"], 4) if v["cohort_spells"] else None}
+               for k, v in sorted(acc["cohorts"].items(), key=lambda kv: int(kv[0]))}
     summary = {
         "generator": meta,
-        "period": {"first_day": iso(T0), "data_cutoff": iso(T1)},
+        "period": {"first_day": iso(T0), "data_cutoff": iso(T1), "coverage_start": iso(T0)},
         "organisation": {
             "regions": len(org.region_code), "districts": len(org.district_code), "offices": org.n_offices,
             "satellite_offices": int((org.reporting_office != org.office_code).sum()),
@@ -564,16 +794,50 @@ def _write_truth(truth_dir: Path, truth: pd.DataFrame, stats: dict, org: Organis
                       "to_district": org.district_code[org.mover_to], "move_date": meta.get("move_date")},
             "areas": len(org.area_code), "disadvantaged_areas": int(org.area_disadvantaged.sum()),
         },
-        "offflows": {"total": int(len(t)), "by_reason": {k: int(v) for k, v in sorted(reasons.items())},
-                     "jsa_closed_claims": stats["jsa_closed_claims"]},
-        "jsa_end_reason_shares": stats["jsa_end_reason_shares"],
-        "conversion_by_group": conv(pd.Series(True, index=t.index)),
-        "conversion_by_group_mature": conv(mature),
+        "offflows": {"total": int(acc["offflows"]),
+                     "by_reason": {k: int(v) for k, v in sorted(acc["reasons"].items())},
+                     "jsa_closed_claims": int(acc["jsa_closed_claims"]),
+                     "proxy": int(nat_m["proxy_offflows"].sum())},
+        "jsa_end_reason_shares": _shares(acc["jsa_end_reasons"]),
+        "conversion_by_group": conv["conversion"],
+        "conversion_by_group_mature": conv["conversion_mature"],
         "conversion_note": ("share of OPtE off-flows with a job outcome (MEASURES.md 4) by customer group; "
                             "'mature' = off-flows at least 183 days before the data cut-off"),
-        "jsa_cohort_offflow_shares": stats["jsa_cohort_offflow_shares"],
+        "jsa_cohort_offflow_shares": cohorts,
+        "planted_proxy": {
+            "end_reasons": list(("FW", "IW")),
+            "p_into_work": round(PROXY_JOB_P, 4), "p_other_opte_type": round(PROXY_NOJOB_P, 4),
+            "p_return_piece": round(PROXY_RETURN_P, 4),
+            "note": ("probability that staff record FW/IW when closing a claim: a leaver into work (HMRC start), "
+                     "another OPtE-type leaver, a claim followed by a return within a week; FTS and NK absorb "
+                     "the rest. planted_pearson_r in measure_agreement.parquet is the correlation this implies."),
+            "agreement": _records(agreement[agreement["pair"] == "proxy_vs_opte"][
+                ["level", "financial_year", "pairs", "pearson_r", "planted_pearson_r", "scale", "planted_scale",
+                 "x_total", "planted_x_total", "planted_x_total_se"]].round(4)),
+        },
+        "planted_returns": {
+            "rates": [{"benefit": "JSA" if j else "other in scope", "job_outcome_planted": b, "by_week_13": r[0],
+                       "by_week_26": r[1]} for (j, b), r in RETURN_RATES.items()],
+            "note": ("after an OPtE-type off-flow the next claim (any in-scope benefit) starts within 13/26 weeks "
+                     "with these probabilities (less where death or State Pension age intervene); "
+                     "national, due months: observed vs the sum of the planted probabilities"),
+            "national": returns,
+        },
+        "planted_outliers": outliers,
+        "funnel_flags_at_year_end": _records(_dates_iso(monitors[
+            monitors["flag"].notna() & (pd.to_datetime(_dates(monitors)["month"]).dt.month == 3)][
+            ["month", "office_code", "indicator", "numerator", "denominator", "share", "flag"]].round(4))),
         "dirty_rows": {k: int(v) for k, v in counts.items()},
         "bad_files": [{"file": b["file"], "problem": b["problem"]} for b in bad],
-        "targets": {"rows": int(len(targets)), "financial_years": sorted(int(x) for x in targets["financial_year"].unique())},
+        "targets": {"rows": int(len(targets)),
+                    "financial_years": sorted(int(x) for x in targets["financial_year"].unique())},
+        "truth_files": ["offflows.parquet", "office_months.parquet", "opte_monthly.parquet",
+                        "measure_agreement.parquet", "opte_sustainability.parquet", "office_monitors.parquet"],
     }
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def _dates_iso(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["month"] = [iso(int(x)) for x in df["month"]]
+    return df

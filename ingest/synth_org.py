@@ -94,6 +94,57 @@ class Organisation:
     def n_offices(self) -> int:
         return len(self.office_code)
 
+    @property
+    def reporting_index(self) -> np.ndarray:
+        """Index of each office's reporting office (itself for a main office)."""
+        pos = {c: i for i, c in enumerate(self.office_code)}
+        return np.array([pos[c] for c in self.reporting_office], dtype=np.int64)
+
+
+# Planted office outliers (the funnel monitors of MEASURES.md 14 must find them): indicator,
+# direction, which reporting office by size (quantile of the reporting offices ordered by
+# customers, 1.0 = the largest), and the change to the national behaviour. A high share is
+# planted in a smaller office, so that it moves the national benchmark little; a low share
+# needs a large office to be detectable at all.
+OUTLIERS = (
+    ("cross_flow_share", "high", 0.20, "cross_mult", 2.0,
+     "cross-flow probability of a spell end x 2 (people pushed onto other benefits)", (("opte_share", "low"),)),
+    ("failed_to_sign_share", "high", 0.35, "fts_p", 0.25,
+     "25 % of OPtE-type closures recorded as failed to sign whatever happened", ()),
+    ("programme_start_share", "high", 0.50, "prog_mult", 3.0,
+     "New Deal / FND start probability x 3 (people pushed onto programmes)", (("opte_share", "low"),)),
+    ("programme_start_share", "low", 1.00, "prog_mult", 0.15,
+     "New Deal / FND start probability x 0.15 (few referrals to the options)", (("opte_share", "high"),)),
+)
+# (the last item: other indicators the change moves on purpose, and which way: more cross-flows or
+# programme starts are more exclusions, so a lower OPtE share)
+
+
+def plant_outliers(org: Organisation):
+    """The planted outlier offices: (Plants of per-office multipliers, records for the truth)."""
+    from ingest.synth_world import Plants
+
+    plants = Plants.none(org.n_offices)
+    rep = org.reporting_index
+    mains = [o for o in range(org.n_offices) if rep[o] == o and o != org.mover]
+    size = np.bincount(rep, weights=org.weight, minlength=org.n_offices)
+    order = sorted(mains, key=lambda o: (size[o], org.office_code[o]))
+    records, used = [], set()
+    for indicator, direction, q, param, value, what, side in OUTLIERS:
+        free = [o for o in order if o not in used]
+        if not free:
+            break
+        want = int(round(q * (len(order) - 1)))
+        o = min(free, key=lambda x: (abs(order.index(x) - want), -order.index(x)))
+        used.add(o)
+        members = rep == rep[o]
+        getattr(plants, param)[members] = value
+        records.append({"office_code": str(org.office_code[o]), "indicator": indicator, "direction": direction,
+                        "change": what, "parameter": param, "value": value,
+                        "side_effects": [{"indicator": i, "direction": d} for i, d in side],
+                        "customer_share": round(float(size[o]), 4)})
+    return plants, records
+
 
 def _split(total: int, weights: np.ndarray, minimum: int) -> np.ndarray:
     """Integers >= minimum summing to total, proportional to weights (largest remainders)."""

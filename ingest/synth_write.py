@@ -3,7 +3,9 @@
 Clean rows are written with pyarrow's CSV writer. Bad rows (`--dirty`) are rendered as
 text and spliced in at random line boundaries as *additional* rows with fresh keys (or
 exact copies of real lines), so the planted data and the ground truth are untouched.
-Everything random comes from the generator passed in, so a seed gives the same bytes.
+Everything random comes from the generator passed in (one per file, seeded from the seed,
+the dataset and the extract date), so a seed gives the same bytes, and a file's bytes do
+not depend on which other files the inbox holds.
 """
 from __future__ import annotations
 
@@ -120,7 +122,7 @@ class DirtyFactory:
 
     def __init__(self, rng: np.random.Generator, fresh_ninos: list[str], offices: list[str], areas: list[str],
                  districts: list[str]):
-        self.rng = rng
+        self.rng = rng  # one factory per file: ids need only be unique within the file
         self.fresh = fresh_ninos
         self.k = 0
         self.offices, self.areas, self.districts = offices, areas, districts
@@ -341,27 +343,26 @@ def _inject(data: bytes, spec: FileSpec, cols: list[str], rng: np.random.Generat
     return b"".join(parts), len(lines)
 
 
-def plan_dirty(specs: list[FileSpec], dirty: float, rng: np.random.Generator) -> dict[str, int]:
-    """Choose the bad rows of each file; every reject reason and exact duplicates appear at least once."""
+def plan_file_dirty(spec: FileSpec, dirty: float, rng: np.random.Generator, guarantee: bool) -> None:
+    """Choose the bad rows of one file (binomial in its rows). With `guarantee` (the dataset's first
+    file) also one row of every reject reason the dataset can have and an exact duplicate, so that
+    every reason occurs in any inbox, whatever its period, without looking at the other files."""
+    if dirty <= 0 or spec.fmt == "parquet":
+        return
+    opts = list(DIRTY_REASONS[spec.dataset]) + [EXACT_DUPLICATE]
+    k = int(rng.binomial(spec.n_rows, dirty))
+    spec.dirty = [opts[int(i)] for i in rng.integers(0, len(opts), k)]
+    if guarantee:
+        spec.dirty += opts
+    if spec.n_rows == 0:
+        spec.dirty = [r for r in spec.dirty if r != EXACT_DUPLICATE]
+
+
+def count_dirty(specs: list[FileSpec]) -> dict[str, int]:
+    """Bad rows by reject reason (a conflicting duplicate is two rows), and exact duplicates."""
     counts = {r: 0 for r in REJECT_REASONS}
     counts[EXACT_DUPLICATE] = 0
-    if dirty <= 0:
-        return counts
-    eligible = [s for s in specs if s.fmt != "parquet"]
-    for s in eligible:
-        k = int(rng.binomial(s.n_rows, dirty))
-        opts = list(DIRTY_REASONS[s.dataset]) + [EXACT_DUPLICATE]
-        for _ in range(k):
-            s.dirty.append(opts[int(rng.integers(len(opts)))])
-    for reason in list(REJECT_REASONS) + [EXACT_DUPLICATE]:
-        if not any(reason in s.dirty for s in eligible):
-            cands = [s for s in eligible if (reason in DIRTY_REASONS[s.dataset] or reason == EXACT_DUPLICATE)
-                     and (reason != EXACT_DUPLICATE or s.n_rows > 0)]
-            if cands:
-                cands[int(rng.integers(len(cands)))].dirty.append(reason)
-    for s in eligible:
+    for s in specs:
         for reason in s.dirty:
-            if reason == EXACT_DUPLICATE and s.n_rows == 0:
-                continue
             counts[reason] += 2 if reason == "conflicting_duplicate" else 1
     return counts

@@ -44,10 +44,11 @@ def _fraction(value: str) -> float:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from ingest.synth import synthesize
+    from ingest.synth import resolve_period, synthesize
 
+    start, end = resolve_period(args.start, args.end, args.years)
     summary = synthesize(
-        out=Path(args.out), people=args.people, start=args.start, end=args.end,
+        out=Path(args.out), people=args.people, start=start, end=end,
         seed=args.seed, dirty=args.dirty, bad_files=args.bad_files,
     )
     print(summary)
@@ -93,9 +94,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from measures.pipeline import backfill
 
     folders = backfill(resolve_home(args.home), args.from_month, args.to_month,
-                       external=args.external)
+                       external=args.external, cutoff=args.cutoff)
     print(f"published {len(folders)} month(s): {folders[0].name} to {folders[-1].name}" if folders
           else "nothing to publish")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from measures.docs import write_docs
+
+    page = write_docs(resolve_home(args.home))
+    print(f"dbt documentation written to {page} (open it in a browser; no server needed)")
     return 0
 
 
@@ -124,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a synthetic inbox of extracts")
     p.add_argument("--out", required=True, help="inbox folder to write")
     p.add_argument("--people", type=int, default=5000, help="number of customers (default 5000)")
-    p.add_argument("--start", type=_month, default="2008-04", help="first month YYYY-MM (default 2008-04)")
-    p.add_argument("--end", type=_month, default="2011-03", help="last month YYYY-MM (default 2011-03)")
+    p.add_argument("--start", type=_month, default=None, help="first month YYYY-MM (default 2008-04)")
+    p.add_argument("--end", type=_month, default=None, help="last month YYYY-MM (default 2011-03)")
+    p.add_argument("--years", type=int, default=None,
+                   help="length in years (12 months each): from --start, else ending with --end "
+                        "(--years 10: April 2001 to March 2011)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--dirty", type=_fraction, default=0.0,
                    help="fraction of bad rows to inject (landing quarantines them)")
@@ -157,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_month", required=True, type=_month, help="first month YYYY-MM")
     p.add_argument("--to", dest="to_month", required=True, type=_month, help="last month YYYY-MM")
     p.add_argument("--external", action="store_true", help="also write the external files")
+    p.add_argument("--cutoff", type=_day, default=None,
+                   help="data cut-off YYYY-MM-DD for the build: publish as of that date")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("docs", help="write the dbt documentation as one self-contained page")
+    p.set_defaults(func=cmd_docs)
     return parser
 
 

@@ -6,16 +6,16 @@ task per dbt model by Cosmos, after which `record_build` writes the same build_i
 that `opte build` writes.
 
 A backfill publishes every month in a range from **one** build of the warehouse, so every
-month reflects the data cut-off of the lake as it is now (later extracts, corrections and
-late job outcomes included; months older than the maturity windows are final). To
-reproduce what was published at an earlier date, rebuild with that cut-off first
-(`opte build --cutoff YYYY-MM-DD`, which uses only extracts dated on or before it) and
-publish from that warehouse.
+month reflects one data cut-off: the lake as it is now (later extracts, corrections and late
+job outcomes included; months older than the maturity windows are final), or, with
+`opte backfill --cutoff YYYY-MM-DD`, the lake as it stood on that date (only extracts dated
+on or before it), which reproduces what was published then.
 """
 from __future__ import annotations
 
 import logging
 import time
+from datetime import date
 from pathlib import Path
 
 from measures.errors import OpteError
@@ -63,11 +63,14 @@ def months_between(from_month: str, to_month: str) -> list[str]:
     return months
 
 
-def backfill(home: Path, from_month: str, to_month: str, external: bool = False) -> list[Path]:
-    """Build once, then publish every month from `from_month` to `to_month` (and the external files).
+def backfill(home: Path, from_month: str, to_month: str, external: bool = False,
+             cutoff: date | None = None) -> list[Path]:
+    """Build once (at `cutoff` when given, MEASURES.md section 11), then publish every month from
+    `from_month` to `to_month` (and the external files).
 
     Returns the internal publication folders in month order. Every month is published from
-    the same warehouse, i.e. at today's data cut-off (see the module docstring).
+    the same warehouse, i.e. at that one data cut-off (see the module docstring). A range that ends
+    after the cut-off's month fails before anything is built.
     """
     from tqdm import tqdm
 
@@ -76,8 +79,11 @@ def backfill(home: Path, from_month: str, to_month: str, external: bool = False)
 
     home = Path(home)
     months = months_between(from_month, to_month)
+    if cutoff is not None and ReportMonth.parse(months[-1]).first_day > cutoff.replace(day=1):
+        raise OpteError(f"--to {to_month} is after the month of --cutoff {cutoff.isoformat()}: a month can be "
+                        "published only once the cut-off has reached it")
     started = time.monotonic()
-    build(home)
+    build(home, cutoff=cutoff)
     folders = []
     for month in tqdm(months, desc="publishing", unit="month"):
         folders.append(publish_month(home, month))

@@ -3,52 +3,58 @@
 For report month M, under `<home>/publish/<YYYY-MM>/` (or `<home>/publish/external/<YYYY-MM>/`
 with `external=True`):
 
-- `opte_<level>.csv|parquet` (office, district, region, national): M and the 12 months before;
-  office files carry people only (no points columns);
-- `cohort_rates_<level>.csv|parquet`: cohort weeks that had fallen due by the end of M
-  (measures.publish_tables explains the rule);
-- `opte_jot_conversion.csv|parquet`: district level and above, M and the 12 months before;
-- `districts/<district_code>.xlsx`: one workbook per district with off-flows in M;
-- `report.html`: self-contained page with inline SVG charts;
-- `manifest.json`: report month, cut-off, provisional months, code version, measure
-  parameters, input extract checksums, and every file with its row count and SHA-256.
+- `opte_<level>`, `cohort_rates_<level>`, `opte_jot_conversion`, and once the warehouse holds
+  them `sustainability_<level>`, `office_monitors`, `measure_agreement`: CSV and typed Parquet,
+  every row naming its unit and the units above it, every table with its provisional flag
+  (measures.publish_tables has the windows);
+- `revisions.csv|parquet`: every published cell that differs from the earlier publication (the one
+  replaced, else month M-1; measures.revisions);
+- `data_dictionary.csv|parquet`: every column of every published table (measures.dictionary);
+- `districts/<district_code>.xlsx` and `districts/<district_code>.html`: one workbook and one page per
+  real district of the month (measures.workbooks, measures.report); unallocated off-flows appear as a
+  data-quality line on the national page, not as a district;
+- `report.html`: the national front page, linking to every district page;
+- `manifest.json`: report month, cut-off, coverage start, provisional months, code version, measure
+  parameters, input extract checksums, the publication compared with, and every file with its row
+  count and SHA-256.
 
-External release (disclosure control, measures.disclosure): counts rounded to 5, rates
-withheld under a denominator of 10, nothing below district level: no office tables, and
-the district workbooks and the report leave out office rows.
+External release (disclosure control, measures.disclosure): counts rounded to 5, rates withheld
+under a denominator of 10, every derived figure worked out again from the rounded ones, nothing
+below district level.
 
-Publishing only reads the warehouse. The files are written into a temporary folder beside
-the target and swapped in atomically (Linux `renameat2(RENAME_EXCHANGE)`, else two renames),
-so readers see the old publication or the new one, never a mix, and a failure part-way
-leaves the previous publication untouched. The replaced publication's manifest is kept as
-`manifest.<published_at>.json` (with those it had kept) so that revisions can be traced.
-No person-level column is ever read into a published file: the queries select the contract
-columns of the aggregate marts only.
+Publishing only reads the warehouse's aggregate marts, one query per table. The files are written
+into a temporary folder beside the target and swapped in atomically (Linux
+`renameat2(RENAME_EXCHANGE)`, else two renames), so readers see the old publication or the new
+one, never a mix, and a failure part-way leaves the previous publication untouched. The replaced
+publication's manifest is kept as `manifest.<published_at>.json` (with those it had kept) so that
+revisions can be traced. No person-level column is ever read into a published file.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from measures import disclosure, locks
-from measures.config import DBT_PROJECT_DIR, code_version, publish_dir
+from measures import dictionary, disclosure, locks, revisions
+from measures.config import code_version, publish_dir
 from measures.manifest import file_entry, input_extracts, write_manifest
 from measures.publish_tables import (
-    LEVELS, ReportMonth, build_info, check_month, check_no_personal_columns, cohort_table,
-    connect, conversion_table, data_cutoff, office_districts, opte_table, provisional_months, write_csv,
-    write_parquet,
+    LEVELS, ReportMonth, build_info, check_month, check_no_personal_columns, connect, data_cutoff,
+    provisional_months, read_tables, write_csv, write_parquet,
 )
 from measures.housekeeping import remove_publish_leftovers
-from measures.workbooks import DistrictContext, safe_name, write_workbook
+from measures.views import Context, View
+from measures.workbooks import safe_name, write_workbook
 
 log = logging.getLogger("opte.publish")
 
@@ -69,16 +75,18 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
     """
     home = Path(home)
     rm = ReportMonth.parse(month)
+    started = time.monotonic()
     con = connect(home)
     try:
         cutoff = data_cutoff(con, home)
         check_month(con, cutoff, rm)
-        tables = read_tables(con, rm, external)
+        tables = read_tables(con, rm, EXTERNAL_LEVELS if external else LEVELS)
         provisional = provisional_months(con, rm)
-        office_map = office_districts(con, rm) if not external else pd.DataFrame(
-            columns=["office_code", "district_code"])
+        coverage_start = _coverage_start(con)
     finally:
         con.close()
+    log.info("read the month's tables in %.1f s (%s rows)", time.monotonic() - started,
+             f"{sum(len(df) for df in tables.values()):,}")
 
     target = publication_folder(home, rm.label, external)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,22 +96,31 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
             os.chmod(tmp, 0o755)
             info = build_info(home)
             parameters = info.get("parameters") or _default_parameters()
-            files = write_publication(tmp, rm, cutoff, provisional, tables, office_map, external, parameters)
+            if external:
+                tables = external_tables(tables, float(parameters.get("rag_amber_floor", 0.95)))
+            previous = revisions.earlier_publication(
+                target, publication_folder(home, rm.previous.label, external))
+            ctx = Context(rm, cutoff, provisional, external, parameters, code_version(),
+                          previous=_previous_info(previous, target))
+            files = write_publication(tmp, tables, ctx, previous)
             kept = _keep_previous_manifests(target, tmp)
             manifest = {
                 "report_month": rm.label,
                 "release": "external" if external else "internal",
                 "published_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "data_cutoff": cutoff.isoformat(),
+                "coverage_start": coverage_start,
                 "provisional_months": provisional,
                 "trend_window": {"from": f"{rm.window_start:%Y-%m}", "to": rm.label},
-                "cohort_weeks_included": "weeks with count_date(cohort month) + 7 x week <= last day "
-                                         "of the report month (and due at the data cut-off)",
+                "cohort_weeks_included": "complete cohorts whose first week fell due in the 24 months up to the "
+                                         "report month; a week is due when count_date + 7 x week <= the last day "
+                                         "of the report month and the data cut-off",
                 "code_version": code_version(),
                 "build": {k: info.get(k) for k in ("built_at", "code_version", "cutoff_requested")},
                 "measure_parameters": parameters,
                 "disclosure_control": disclosure.RULES if external else None,
                 "input_extracts": input_extracts(home),
+                "revisions_compared_with": ctx.previous,
                 "previous_manifests": kept,
                 "files": files,
             }
@@ -112,78 +129,156 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    log.info("published %s%s: %d files in %s", rm.label, " (external)" if external else "", len(files), target)
+    log.info("published %s%s: %d files in %s (%.1f s)", rm.label, " (external)" if external else "", len(files), target,
+             time.monotonic() - started)
     return target
 
 
-def read_tables(con, rm: ReportMonth, external: bool) -> dict[str, pd.DataFrame]:
-    """Every published table of the month, by file stem (disclosure-controlled when external)."""
-    levels = EXTERNAL_LEVELS if external else LEVELS
-    tables: dict[str, pd.DataFrame] = {}
-    for level in levels:
-        tables[f"opte_{level}"] = opte_table(con, level, rm)
-        tables[f"cohort_rates_{level}"] = cohort_table(con, level, rm)
-    tables["opte_jot_conversion"] = conversion_table(con, rm)
-    if external:
-        tables = {name: disclosure.control(df) for name, df in tables.items()}
+def external_tables(tables: dict[str, pd.DataFrame], amber_floor: float) -> dict[str, pd.DataFrame]:
+    """The disclosure-controlled tables: nothing below district level, every count rounded, every
+    derived figure worked out again from the rounded ones."""
+    out = {}
     for name, df in tables.items():
-        check_no_personal_columns(name, df)
-    return tables
+        if name == "office_monitors" or name.endswith("_office"):
+            continue
+        if name == "measure_agreement":
+            df = df[df["level"] != "office"].reset_index(drop=True)
+        if name == "_units":
+            df = df[df["level"] != "office"].reset_index(drop=True)
+        out[name] = disclosure.control(df, amber_floor)
+    return out
 
 
-def write_publication(folder: Path, rm: ReportMonth, cutoff, provisional, tables, office_map,
-                      external: bool, parameters: dict) -> list[dict]:
+def published_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables written as files (the leading-underscore ones only feed workbooks and pages)."""
+    return {k: v for k, v in tables.items() if not k.startswith("_")}
+
+
+def write_publication(folder: Path, tables: dict[str, pd.DataFrame], ctx: Context, previous: Path | None) -> list[dict]:
     """Write every file of the publication into `folder`; returns their manifest entries."""
+    import duckdb
+
     entries = []
-    for name in sorted(tables):
-        df = tables[name]
-        for ext, writer in (("csv", write_csv), ("parquet", write_parquet)):
-            path = folder / f"{name}.{ext}"
-            writer(df, path)
-            entries.append(file_entry(folder, path, len(df)))
+    files = published_tables(tables)
+    con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
+    try:
+        for name in sorted(files):
+            df = files[name]
+            check_no_personal_columns(name, df)
+            write_csv(df, folder / f"{name}.csv", con)
+            write_parquet(df, folder / f"{name}.parquet")
+            for ext in ("csv", "parquet"):
+                entries.append(file_entry(folder, folder / f"{name}.{ext}", len(df)))
+        log.info("wrote %d tables; comparing with the earlier publication", len(files))
+        stage = time.monotonic()
+        n = revisions.compute(previous, folder, list(files), folder / "revisions.csv", folder / "revisions.parquet")
+        log.info("revisions: %d changed cells (%.1f s)", n, time.monotonic() - stage)
+        entries += [file_entry(folder, folder / f"revisions.{ext}", n) for ext in ("csv", "parquet")]
+        columns = {name: list(df.columns) for name, df in files.items()}
+        columns["revisions"] = list(revisions.REVISION_COLUMNS)
+        columns["data_dictionary"] = list(dictionary.DICTIONARY_COLUMNS)
+        dd = dictionary.data_dictionary(columns)
+        write_csv(dd, folder / "data_dictionary.csv", con)
+        write_parquet(dd, folder / "data_dictionary.parquet")
+        entries += [file_entry(folder, folder / f"data_dictionary.{ext}", len(dd)) for ext in ("csv", "parquet")]
+    finally:
+        con.close()
 
-    (folder / "districts").mkdir()
-    ctx = DistrictContext(rm, cutoff, provisional, external, parameters)
-    districts = tables["opte_district"]
-    districts_m = districts[districts["month"] == rm.first_day]
-    cohorts = tables["cohort_rates_district"]
-    offices_m = tables["opte_office"][tables["opte_office"]["month"] == rm.first_day] if not external else None
-    for code in sorted(districts_m["unit_code"]):
-        district_rows = districts_m[districts_m["unit_code"] == code]
-        if offices_m is not None:
-            members = set(office_map[office_map["district_code"] == code]["office_code"])
-            office_rows = offices_m[offices_m["unit_code"].isin(members)]
-        else:
-            office_rows = district_rows.iloc[0:0]
-        path = folder / "districts" / f"{safe_name(code)}.xlsx"
-        sheets = write_workbook(path, code, district_rows, office_rows,
-                                cohorts[cohorts["unit_code"] == code].reset_index(drop=True), ctx)
-        entry = file_entry(folder, path, sheets["Headline"])
-        entry["sheets"] = sheets
-        entries.append(entry)
+    ctx.files = sorted([f"{name}.csv / .parquet" for name in [*files, "revisions", "data_dictionary"]])
+    view = View(tables, ctx, *revisions.summary(folder / "revisions.csv"))
+    stage = time.monotonic()
+    entries += write_district_files(folder, view)
+    log.info("district workbooks and pages written (%.1f s)", time.monotonic() - stage)
 
-    from measures.report import render
+    from measures.report import national_charts, national_page
 
-    page = render(rm, cutoff, provisional, {**tables, "_office_districts": office_map},
-                  kmi_targets(tables["cohort_rates_national"]), external, code_version())
     path = folder / "report.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(national_page(view, national_charts(view)), encoding="utf-8")
     entries.append(file_entry(folder, path, None))
     return sorted(entries, key=lambda e: e["path"])
 
 
-def kmi_targets(cohorts: pd.DataFrame) -> dict[int, float]:
-    """JSA target rate by week: the policy seed (dbt_project/seeds/kmi_targets.csv), overridden by
-    the targets carried on the published cohort rows (the same figures, from the warehouse)."""
-    targets: dict[int, float] = {}
-    seed = DBT_PROJECT_DIR / "seeds" / "kmi_targets.csv"
-    if seed.exists():
-        df = pd.read_csv(seed)
-        df = df[df["benefit_code"] == "JSA"]
-        targets.update({int(w): float(t) for w, t in zip(df["week"], df["target_rate"])})
-    jsa = cohorts[(cohorts["benefit_code"] == "JSA") & cohorts["target_rate"].notna()]
-    targets.update({int(w): float(t) for w, t in sorted(set(zip(jsa["week"], jsa["target_rate"])))})
-    return dict(sorted(targets.items()))
+def write_district_files(folder: Path, view: View) -> list[dict]:
+    """districts/<code>.xlsx and districts/<code>.html for every real district of the month.
+
+    Rendering (charts and workbooks) is most of the publication's time, so with many districts it
+    is shared with one forked worker process per further core (at most `OPTE_PUBLISH_WORKERS`,
+    default 2): the worker inherits the month's tables copy-on-write and writes its districts' files
+    into the same temporary folder. The files do not depend on who wrote them.
+    """
+    (folder / "districts").mkdir()
+    districts = view.districts()
+    workers = publish_workers(len(districts))
+    if workers <= 1:
+        return [e for d in districts for e in _district_files(folder, view, d)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
+    _FORKED = (folder, view)
+    try:
+        children = districts[1::2] if workers == 2 else [d for i, d in enumerate(districts) if i % workers]
+        own = [d for d in districts if d not in children]
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_district_files_forked, d) for d in children]
+            entries = [e for d in own for e in _district_files(folder, view, d)]
+            for future in futures:
+                entries += future.result()
+    finally:
+        _FORKED = None
+    return entries
+
+
+_FORKED: tuple[Path, View] | None = None
+PARALLEL_FROM_DISTRICTS = 6
+
+
+def publish_workers(districts: int) -> int:
+    if districts < PARALLEL_FROM_DISTRICTS:
+        return 1
+    try:
+        wanted = int(os.environ.get("OPTE_PUBLISH_WORKERS", "2"))
+    except ValueError:
+        wanted = 2
+    return max(1, min(wanted, os.cpu_count() or 1, districts))
+
+
+def _district_files_forked(district: tuple[str, str | None]) -> list[dict]:
+    folder, view = _FORKED
+    return _district_files(folder, view, district)
+
+
+def _district_files(folder: Path, view: View, district: tuple[str, str | None]) -> list[dict]:
+    from measures.report import district_charts, district_page
+
+    code, name = district
+    path = folder / "districts" / f"{safe_name(code)}.xlsx"
+    sheets = write_workbook(path, view, code, name)
+    entry = file_entry(folder, path, sheets["Headline"])
+    entry["sheets"] = sheets
+    page = folder / "districts" / f"{safe_name(code)}.html"
+    page.write_text(district_page(view, code, name, district_charts(view, code, name)), encoding="utf-8")
+    return [entry, file_entry(folder, page, None)]
+
+
+def _previous_info(previous: Path | None, target: Path) -> dict | None:
+    if previous is None:
+        return None
+    try:
+        m = json.loads((previous / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {"kind": "replaced" if previous == target else "previous month", "report_month": m.get("report_month"),
+            "published_at": m.get("published_at"), "data_cutoff": m.get("data_cutoff")}
+
+
+def _coverage_start(con) -> str | None:
+    """The warehouse's coverage start (MEASURES.md section 9), once it records one."""
+    try:
+        row = con.execute("select max(coverage_start) from marts.opte_monthly").fetchone()
+    except Exception:  # an older warehouse: the column does not exist yet
+        return None
+    return row[0].isoformat() if row and row[0] is not None else None
 
 
 def _default_parameters() -> dict:

@@ -19,3 +19,5 @@ echo "run_sample: running DAG opte_monthly for report month $REPORT_MONTH (logic
 echo
 echo "run_sample: published files for $REPORT_MONTH are in $OPTE_HOME/publish/$REPORT_MONTH/"
 ls "$OPTE_HOME/publish/$REPORT_MONTH/"
+echo "run_sample: open $OPTE_HOME/publish/$REPORT_MONTH/report.html (the national page, linking to every"
+echo "run_sample: district's page in $OPTE_HOME/publish/$REPORT_MONTH/districts/)"

@@ -296,6 +296,11 @@ def test_airflow_backfill_matches_opte_backfill(airflow_run, tmp_path):
         land(cli_home, airflow_run["inbox"])
     else:
         shutil.copytree(home / "lake", cli_home / "lake")
+    # the same publication history as the Airflow home, where `airflow dags test` (airflow_run) had
+    # already published `month`: revisions, and the pages and workbooks that show them, compare each
+    # publication with the one it replaces, else with the month before
+    cli_first = backfill(cli_home, month, month)
+    assert [f.name for f in cli_first] == [month]
     folders = backfill(cli_home, months[0], months[-1])
     assert [f.name for f in folders] == months
     for m in months:

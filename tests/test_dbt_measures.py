@@ -5,9 +5,12 @@ N1 (main), N1S (a satellite of N1) and N2, district DM with office M1, and one o
 no `offices` row (XXX). In June 2009 district DN has one off-flow excluded for each of the five
 reasons and two OPtE off-flows; the figures below follow by hand from MEASURES.md.
 
-Two rounds of extracts: 2009-06-30 (everything) and 2009-07-31 (a July off-flow, a late
-employment start, a new targets snapshot). Building with the derived cut-off uses both; building
-with `cutoff=2009-06-30` must reproduce the June state exactly, snapshots included.
+Three rounds of extracts. The first benefit_claims extract, 2009-03-31, carries the stock of
+claims open on that day (and two that ended in February and March), so the coverage start is
+2009-03-01 (MEASURES.md section 9); 2009-06-30 brings everything else (the claims' ends included),
+and 2009-07-31 a July off-flow, a late employment start and a new targets snapshot. Building with
+the derived cut-off uses every round; building with `cutoff=2009-06-30` must reproduce the June
+state exactly, snapshots included.
 Each build is the pipeline's own `measures.build.build` (dbt build: models, data tests and unit
 tests), so a build that returns at all has passed every dbt test.
 """
@@ -29,6 +32,7 @@ from measures.build import build  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+ROUND_0 = "2009-03-31"  # the first benefit_claims extract: coverage start 2009-03-01
 ROUND_1 = "2009-06-30"
 ROUND_2 = "2009-07-31"
 
@@ -50,6 +54,20 @@ def _customer(person, born="1970-01-01", sex="F", died=None, area=None):
 
 
 def write_scenario(lake: Path) -> None:
+    # ---- round 0: the first benefit_claims extract, the stock of claims open on 2009-03-31
+    # (their ends arrive in round 1) and the changes of March: "pre" ended the day before the
+    # coverage start (counted nowhere but data quality), "on" ended on it (counted, March 2009)
+    stock = [("o0", "j", "JSA", "N1"), ("o1", "a", "JSA", "N1"), ("o2", "b", "ESA", "N1S"),
+             ("o3", "c", "JSA", "N2"), ("o4", "d", "IS", "N2"), ("o5", "e", "JSA", "N2"),
+             ("o6", "f", "JSA", "N1"), ("o7", "g", "IB", "N1"), ("u1", "h", "JSA", "XXX"),
+             ("m1", "i", "JSA", "M1")]
+    write_extract(lake, "benefit_claims", ROUND_0, [
+        *(_claim(c, p, b, o, "2009-01-01") for c, p, b, o in stock),
+        _claim("o4ca", "d", "CA", "N2", "2008-01-01"),
+        _claim("pre", "p", "JSA", "N1", "2008-11-01", "2009-02-28"),
+        _claim("on", "q", "JSA", "N1", "2008-11-01", "2009-03-01"),
+    ])
+
     # ---- round 1: extracts of 2009-06-30
     write_extract(lake, "offices", ROUND_1, [
         _office("N1", "N1", "DN"), _office("N1S", "N1", "DN"), _office("N2", "N2", "DN"),
@@ -72,11 +90,12 @@ def write_scenario(lake: Path) -> None:
         _claim("o7", "g", "IB", "N1", "2009-01-01", "2009-06-10"),    # OPtE, group 1
         _claim("u1", "h", "JSA", "XXX", "2009-01-01", "2009-06-10"),  # unknown office, no customer
         _claim("m1", "i", "JSA", "M1", "2009-01-01", "2009-06-10"),   # other district
+        _claim("n1", "n", "JSA", "N2", "2009-04-15"),                  # the one complete cohort (May)
     ])
     write_extract(lake, "customers", ROUND_1, [
         _customer("j"), _customer("a", area="A1"), _customer("b", died="2009-06-12"),
         _customer("c"), _customer("d"), _customer("e"), _customer("f", born="1944-06-01", sex="M"),
-        _customer("g"), _customer("i")])
+        _customer("g"), _customer("i"), _customer("n"), _customer("p"), _customer("q")])
     write_extract(lake, "tax_employments", ROUND_1, [
         dict(person_key="a", paye_ref="100/A", start_date="2009-06-20", end_date=None, form="P46",
              received_date="2009-06-25")])
@@ -139,7 +158,8 @@ def test_planted_district_exclusions_and_opte(homes):
 
 def test_offflow_events_classify_each_planted_case(homes):
     events = {r["claim_id"]: r for r in query(homes["earlier"], "select * from marts.offflow_events")}
-    assert set(events) == {"o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "u1", "m1"}
+    # "pre" ended before the coverage start: not an off-flow of any mart
+    assert set(events) == {"on", "o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "u1", "m1"}
     assert {c: events[c]["exclusion_reason"] for c in ("o2", "o3", "o4", "o5", "o6")} == {
         "o2": "died", "o3": "returned_within_week", "o4": "cross_flow", "o5": "programme_start",
         "o6": "retired"}
@@ -178,7 +198,8 @@ def test_unallocated_rolls_into_national(homes):
     assert districts[0]["n"] == national["offflows"]
     checks = {(r["check_name"]): r["row_count"] for r in query(
         home, "select * from marts.data_quality where extract_date is null")}
-    assert checks == {"unknown_office_code": 1, "customer_missing": 1, "null_date_of_birth": 0}
+    assert checks == {"unknown_office_code": 1, "customer_missing": 1, "null_date_of_birth": 0,
+                      "offflows_before_coverage": 1}
 
 
 def test_conversion_by_customer_group(homes):
@@ -217,3 +238,95 @@ def test_cutoff_reproduces_the_earlier_state(homes):
         a = monthly(earlier, level, unit, "2009-06-01")
         b = monthly(homes["latest"], level, unit, "2009-06-01")
         assert {c: a[c] for c in columns} == {c: b[c] for c in columns}, (level, unit)
+
+
+def test_exclusion_evidence_proxy_and_sustainability_of_the_planted_cases(homes):
+    events = {r["claim_id"]: r for r in query(homes["earlier"], "select * from marts.offflow_events")}
+    evidence = {c: (events[c]["evidence_claim_id"], events[c]["evidence_date"], events[c]["evidence_programme_code"])
+                for c in ("o1", "o2", "o3", "o4", "o5", "o6")}
+    assert evidence == {
+        "o1": (None, None, None),                   # OPtE: no evidence
+        "o2": (None, date(2009, 6, 12), None),      # date of death
+        "o3": ("o3r", date(2009, 6, 15), None),     # the return claim and its start
+        "o4": ("o4ca", date(2008, 1, 1), None),     # the CA claim open since 2008
+        "o5": (None, date(2009, 6, 5), "FND"),      # the programme start
+        "o6": (None, date(2009, 6, 1), None),       # State Pension age: 1944-06-01 + 65 years
+    }
+    # every planted claim closed as FW (found work): all proxies, excluded or not
+    assert all(e["is_proxy"] for e in events.values())
+    # June + 13 weeks is after the cut-off: not due, so not answered
+    assert (events["o1"]["back_on_benefit_by_week_13"], events["o1"]["back_on_benefit_by_week_26"]) == (None, None)
+    # April's OPtE off-flow: week 13 due on 30 April + 91 days = 30 July, after the cut-off too
+    assert events["o0"]["back_on_benefit_by_week_13"] is None
+    # and an excluded off-flow is never answered
+    assert events["o3"]["back_on_benefit_by_week_13"] is None
+
+
+def test_offflows_and_cohorts_before_the_coverage_start_count_nowhere(homes):
+    for home in homes.values():
+        assert query(home, "select coverage_start from marts.opte_monthly limit 1") == [
+            {"coverage_start": date(2009, 3, 1)}]
+        # "on" (d = the coverage start) is counted in March 2009; "pre" (the day before) is not
+        assert monthly(home, "office", "N1", "2009-03-01")["offflows"] == 1
+        assert query(home, "select min(month) as m from marts.opte_monthly") == [{"m": date(2009, 3, 1)}]
+        # every spell planted in January 2009 or earlier opened before the coverage start: only
+        # n1 (April 2009, cohort May) is in a complete cohort
+        cohorts = query(home, "select distinct level, unit_code, cohort_month, cohort_size "
+                              "from marts.cohort_offflow_rates order by 1, 2")
+        assert cohorts == [
+            {"level": level, "unit_code": unit, "cohort_month": date(2009, 5, 1), "cohort_size": 1}
+            for level, unit in (("district", "DN"), ("national", "ALL"), ("office", "N2"), ("region", "RN"))]
+        incomplete = query(home, "select count(*) as n from intermediate.int_spells_cohorted "
+                                 "where not is_cohort_complete")
+        assert incomplete[0]["n"] >= 10
+
+
+def _coverage_start(con) -> date:
+    return con.execute("select coverage_start from intermediate.int_coverage_start").fetchone()[0]
+
+
+def test_sample_has_no_cohort_or_month_before_the_coverage_start(sample_built_home):
+    """On the bundled sample: every mart starts at the coverage start (MEASURES.md section 9).
+
+    The sample's first claims extract carries the stock of claims open on its day, so spells
+    that started long before it exist (and are evidence); their cohorts are incomplete and must
+    not appear. Checked mart by mart, with each mart's own month column."""
+    con = duckdb.connect(str(sample_built_home / "warehouse.duckdb"), read_only=True)
+    try:
+        coverage = _coverage_start(con)
+        first_extract = con.execute("select min(extract_date) from staging.stg_lake__landed_extracts "
+                                    "where dataset = 'benefit_claims'").fetchone()[0]
+        assert coverage == first_extract.replace(day=1)
+        month_columns = {"offflow_events": "offflow_month", "opte_monthly": "month",
+                         "opte_jot_conversion": "month", "opte_sustainability": "month",
+                         "office_monitors": "month", "cohort_offflow_rates": "cohort_month"}
+        for mart, column in month_columns.items():
+            earliest, rows = con.execute(f"select min({column}), count(*) from marts.{mart}").fetchone()
+            assert rows > 0 and earliest >= coverage, (mart, earliest, coverage)
+        fy_start = date(coverage.year - (coverage.month < 4), 4, 1)
+        earliest_year = con.execute("select min(financial_year) from marts.measure_agreement").fetchone()[0]
+        assert earliest_year >= fy_start.year
+        # complete cohorts only: each opens (previous count date + 1 day) on or after the coverage start
+        opened_early = con.execute("""
+            select count(*) from marts.cohort_offflow_rates as rates
+            inner join intermediate.int_count_dates as dates on dates.month_start = rates.cohort_month
+            where dates.previous_count_date + interval 1 day < ?""", [coverage]).fetchone()[0]
+        assert opened_early == 0
+        # not vacuous: the sample does hold spells of incomplete cohorts (the opening stock)
+        incomplete = con.execute("select count(*), min(cohort_month) from intermediate.int_spells_cohorted "
+                                 "where not is_cohort_complete").fetchone()
+        assert incomplete[0] > 0 and incomplete[1] < coverage
+        # off-flows dated before the coverage start are counted in data quality and nowhere else
+        before = con.execute("select count(*) from intermediate.int_offflows_identified "
+                             "where offflow_date < ?", [coverage]).fetchone()[0]
+        counted = con.execute("select row_count from marts.data_quality "
+                              "where check_name = 'offflows_before_coverage'").fetchone()[0]
+        assert counted == before
+        # office targets of a financial year whose 1 April is before the coverage start are null
+        early_targets = con.execute("""
+            select count(*) from marts.opte_monthly
+            where level = 'office' and opte_target_annual is not null
+              and make_date(financial_year, 4, 1) < ?""", [coverage]).fetchone()[0]
+        assert early_targets == 0
+    finally:
+        con.close()

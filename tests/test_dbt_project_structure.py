@@ -123,6 +123,21 @@ def test_exposures_cover_the_published_marts(manifest):
     exposures = manifest["exposures"].values()
     assert exposures, "declare the published files as exposures"
     exposed = {d.split(".")[-1] for e in exposures for d in e["depends_on"]["nodes"]}
-    assert {"opte_monthly", "cohort_offflow_rates", "opte_jot_conversion"} <= exposed
+    assert {"opte_monthly", "cohort_offflow_rates", "opte_jot_conversion", "measure_agreement",
+            "opte_sustainability", "office_monitors"} <= exposed
     for e in exposures:
         assert e["owner"].get("name") or e["owner"].get("email"), f"exposure {e['name']} needs an owner"
+
+
+def test_every_mart_has_an_enforced_contract(manifest):
+    """The output contract (MEASURES.md sections 10 and 16) is pinned by dbt model contracts: a
+    renamed, dropped or retyped mart column fails the build, so every mart enforces its contract
+    and declares a data_type for every column."""
+    marts = [n for n in _models(manifest).values() if _layer(n) == "marts"]
+    assert {"offflow_events", "opte_monthly", "cohort_offflow_rates", "opte_jot_conversion", "data_quality",
+            "measure_agreement", "opte_sustainability", "office_monitors"} <= {n["name"] for n in marts}
+    for node in marts:
+        assert node["config"]["contract"]["enforced"], f"{node['name']}: contract not enforced"
+        untyped = [c for c, col in node["columns"].items() if not col.get("data_type")]
+        assert not untyped, f"{node['name']}: columns without a data_type: {untyped}"
+

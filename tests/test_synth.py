@@ -19,9 +19,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.synth import synthesize
+from ingest.synth import resolve_period, synthesize
 from ingest.synth_org import build_organisation
-from ingest.synth_rules import (classify_offflows, day, second_thursday, state_pension_age_date)
+from ingest.synth_rules import (classify_offflows, day, measure_agreement, office_monitors, second_thursday,
+                                state_pension_age_date)
 from ingest.synth_write import COLUMNS, REJECT_REASONS
 
 NINO_RE = re.compile(r"^[A-Z]{2}[0-9]{6}[A-D]$")
@@ -205,7 +206,7 @@ def classify_from_inbox(inbox: Path) -> pd.DataFrame:
     claims = pd.DataFrame({"claim_id": cl["claim_id"], "person": people.get_indexer(cl["nino"]),
                            "benefit_code": cl["benefit_code"], "office_code": cl["office_code"],
                            "start": _days(cl["claim_start_date"]), "end": _days(cl["claim_end_date"]),
-                           "lone_parent": cl["lone_parent"]})
+                           "lone_parent": cl["lone_parent"], "end_reason_code": cl["end_reason_code"].replace("", None)})
     customers = pd.DataFrame({"person": people.get_indexer(cu["nino"]), "dob": _days(cu["date_of_birth"]),
                               "sex": cu["sex"].replace("", None), "dod": _days(cu["date_of_death"])})
     programmes = pd.DataFrame({"person": people.get_indexer(pr["nino"]), "programme_code": pr["programme_code"],
@@ -392,6 +393,13 @@ def test_truth_matches_the_claims_in_the_inbox(clean):
     assert (back["exclusion_reason"].fillna("-").to_numpy() == t["planted_reason"].fillna("-").to_numpy()).all()
     assert (back["is_job_outcome"].to_numpy() == t["planted_job_start"].to_numpy()).all()
     assert (back["customer_group"].to_numpy() == t["customer_group"].to_numpy()).all()
+    assert (back["is_proxy"].to_numpy() == t["is_proxy"].to_numpy()).all() and t["is_proxy"].any()
+    assert (back["end_reason_code"].fillna("-").to_numpy() == t["end_reason_code"].fillna("-").to_numpy()).all()
+    for k in (13, 26):  # the truth's column is null where not due or not OPtE
+        known = t[f"back_on_benefit_by_week_{k}"].notna().to_numpy()
+        assert known.any() and not known.all()
+        assert (back[f"back_on_benefit_{k}"].to_numpy()[known]
+                == t[f"back_on_benefit_by_week_{k}"].to_numpy()[known].astype(bool)).all()
     # every reason occurs, and OPtE off-flows
     assert set(t["planted_reason"].dropna()) == {"died", "retired", "returned_within_week", "cross_flow",
                                                  "programme_start"}
@@ -535,6 +543,167 @@ def test_calibration_on_a_medium_run(tmp_path):
     reasons = s["offflows"]["by_reason"]
     assert all(reasons.get(k, 0) > 0 for k in ("died", "retired", "returned_within_week", "cross_flow",
                                                "programme_start", "opte"))
+    # returns to benefit: the counts follow the planted probabilities (3.5 standard errors of a sum of
+    # independent Bernoulli draws), and JSA leavers recorded as found work come back within 26 weeks
+    # at the published rate (35.4 %, Hansard 12 July 2004, col. 951W) within 3.5 SE + 0.01
+    for k, r in s["planted_returns"]["national"].items():
+        assert r["opte_without_planted_rate"] == 0
+        assert abs(r["back_on_benefit"] - r["planted_expected"]) < 3.5 * r["planted_se"], (k, r)
+    t = pd.read_parquet(truth / "offflows.parquet")
+    fw = t[(t["benefit_code"] == "JSA") & t["planted_reason"].isna() & (t["end_reason_code"] == "FW")
+           & t["back_on_benefit_by_week_26"].notna()]
+    rate = fw["back_on_benefit_by_week_26"].astype(bool).mean()
+    assert abs(rate - 0.354) < 3.5 * np.sqrt(0.354 * 0.646 / len(fw)) + 0.01, rate
+    # the proxy: an undercount of OPtE (the planted FW/IW recording) that tracks it across office-months
+    for a in s["planted_proxy"]["agreement"]:
+        assert a["scale"] > 1.5 and abs(a["x_total"] - a["planted_x_total"]) < 3.5 * a["planted_x_total_se"], a
+        if a["level"] == "office":
+            assert a["pearson_r"] > 0.9, a
+    # every planted outlier is flagged in the planted direction at every year end with a full window
+    flags = {(f["month"], f["office_code"], f["indicator"]): f["flag"] for f in s["funnel_flags_at_year_end"]}
+    for month in ("2009-03-01", "2010-03-01"):
+        for o in s["planted_outliers"]:
+            assert flags.get((month, o["office_code"], o["indicator"])) == o["direction"], (month, o)
+
+
+def _files(inbox: Path) -> dict:
+    return {str(p.relative_to(inbox)): p.read_bytes() for p in inbox_files(inbox)}
+
+
+def test_synth_is_stable_in_its_end_month(tmp_path):
+    """Same seed, one more month: every file of the shorter inbox is byte-identical in the longer one,
+    which only adds files: the new month's extracts (carrying late notices for earlier months) and,
+    here, the snapshot that announces the office move."""
+    kw = dict(people=1500, start="2008-04", seed=9, dirty=0.02, bad_files=True)
+    short, _, _ = _run(tmp_path, "short", end="2009-08", **kw)
+    long_, _, _ = _run(tmp_path, "long", end="2009-09", **kw)
+    a, b = _files(short), _files(long_)
+    assert set(a) < set(b)
+    changed = [k for k in a if a[k] != b[k]]
+    assert not changed, changed
+    added = set(b) - set(a)
+    # the new month's four extracts and the snapshot announcing the move (1 October 2009)
+    assert sorted(k.split(".")[0] for k in added) == sorted(
+        f"{ds}/{ds}_20090930" for ds in (*INCREMENTAL, "offices")), added
+    # late notices: the new month's files carry closures and HMRC notifications of earlier months
+    landed = {k.split("/")[0]: validate_file(long_ / k)[1] for k in added}
+    ended = [r["claim_end_date"] for r in landed["benefit_claims"] if r["claim_end_date"]]
+    assert any(e < "2009-09-01" for e in ended) and any(e >= "2009-09-01" for e in ended)
+    assert any(r["start_date"] < "2009-09-01" for r in landed["tax_employments"])
+    first_offices = validate_file(short / "offices" / "offices_20080430.csv")[1]
+    assert len(landed["offices"]) == len(first_offices) + 1  # the mover's second row
+
+
+def test_synth_does_not_depend_on_the_chunk_size(tmp_path):
+    a_out, a_truth, _ = _run(tmp_path, "one_chunk", people=1200, start="2009-01", end="2009-09", dirty=0.01)
+    b_out = tmp_path / "chunks" / "inbox"
+    synthesize(out=b_out, people=1200, start="2009-01", end="2009-09", seed=3, dirty=0.01, chunk_people=250)
+    assert _files(a_out) == _files(b_out)
+    ta = pd.read_parquet(a_truth / "offflows.parquet").sort_values("claim_id").reset_index(drop=True)
+    tb = pd.read_parquet(b_out.parent / "inbox_truth" / "offflows.parquet").sort_values("claim_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ta, tb)
+    for name in ("office_monitors", "measure_agreement", "opte_sustainability", "opte_monthly"):
+        pd.testing.assert_frame_equal(pd.read_parquet(a_truth / f"{name}.parquet"),
+                                      pd.read_parquet(b_out.parent / "inbox_truth" / f"{name}.parquet"))
+
+
+def test_period_defaults_and_years():
+    # the default: three financial years, so that every projection has a previous year
+    assert resolve_period(None, None, None) == ("2008-04", "2011-03")
+    assert resolve_period(None, None, 10) == ("2001-04", "2011-03")
+    assert resolve_period("2005-04", None, 3) == ("2005-04", "2008-03")
+    assert resolve_period(None, "2010-12", 1) == ("2010-01", "2010-12")
+    assert resolve_period("2009-04", "2009-06", None) == ("2009-04", "2009-06")
+    from measures.errors import OpteError
+    with pytest.raises(OpteError, match="at most two"):
+        resolve_period("2001-04", "2011-03", 10)
+    with pytest.raises(OpteError, match="at least 1"):
+        resolve_period(None, None, 0)
+
+
+def test_cli_years(tmp_path, capsys):
+    from measures.cli import main
+
+    out = tmp_path / "inbox"
+    assert main(["synth", "--out", str(out), "--people", "300", "--years", "2", "--end", "2009-03"]) == 0
+    claims = sorted(p.name[len("benefit_claims_"):][:8] for p in (out / "benefit_claims").iterdir())
+    assert len(claims) == 24 and claims[0] == "20070430" and claims[-1] == "20090331"
+    s = json.loads((tmp_path / "inbox_truth" / "summary.json").read_text())
+    assert (s["generator"]["start"], s["generator"]["end"]) == ("2007-04", "2009-03")
+    assert s["targets"]["financial_years"] == [2007, 2008, 2009]
+    assert "synthetic inbox" in capsys.readouterr().out
+
+
+def test_back_on_benefit_and_proxy_rules_at_the_boundaries():
+    """MEASURES.md 12-13 in synth_rules: in-scope claim with d < start <= d + 7k, any benefit and office."""
+    D = day("2010-06-15")
+    rows = [("J1", 1, "JSA", "AAA", D - 100, D, "N", "FW")]
+    for i, (start, benefit) in enumerate([(D, "JSA"), (D + 91, "ESA"), (D + 92, "IS"), (D + 182, "IB"),
+                                          (D + 183, "JSA"), (D + 10, "CA")]):
+        # person 10+i: an OPtE off-flow on D, then one other claim starting at `start`
+        rows += [(f"A{i}", 10 + i, "JSA", "AAA", D - 50, D, "N", "iw"), (f"B{i}", 10 + i, benefit, "BBB", start, None,
+                                                                       "N", None)]
+    claims = pd.DataFrame(rows, columns=["claim_id", "person", "benefit_code", "office_code", "start", "end",
+                                         "lone_parent", "end_reason_code"])
+    claims["end"] = claims["end"].astype("Int64")
+    r = classify_offflows(claims, pd.DataFrame({"person": [], "dob": pd.array([], dtype="Int64"), "sex": [],
+                                                "dod": pd.array([], dtype="Int64")}),
+                          pd.DataFrame(columns=["person", "programme_code", "start"]),
+                          pd.DataFrame(columns=["person", "paye_ref", "start"])).set_index("claim_id")
+    assert r.loc["J1", "is_proxy"] and r.loc["A0", "is_proxy"]  # FW, and iw matched case-insensitively
+    want = {"A0": (None, None), "A1": (True, True), "A2": (False, True), "A3": (False, True),
+            "A4": (False, False), "A5": (False, False)}
+    assert r.loc["A0", "exclusion_reason"] == "returned_within_week"   # a claim starting on d is a return ...
+    assert not r.loc["A0", "back_on_benefit_13"]                       # ... and not back on benefit (d < start)
+    for cid, (b13, b26) in want.items():
+        if b13 is not None:
+            assert (r.loc[cid, "back_on_benefit_13"], r.loc[cid, "back_on_benefit_26"]) == (b13, b26), cid
+    assert r.loc["A5", "exclusion_reason"] == "cross_flow"  # CA is a cross-flow destination, not in scope
+
+
+def test_agreement_and_funnel_rules_on_hand_made_figures():
+    monthly = pd.DataFrame({
+        "level": "office", "unit_code": ["A", "A", "A", "B", "B"], "month": [1, 2, 3, 1, 2],
+        "financial_year": 2009, "proxy_offflows": [1, 2, 3, 0, 0], "opte_offflows": [2, 4, 6, 5, 5],
+        "job_outcomes": [1, 1, 1, 1, 0], "opte_is_final": [True, True, True, False, True],
+        "jot_is_final": [True, True, True, True, True], "proxy_p_sum": 0.0, "proxy_p_var": 0.0})
+    a = measure_agreement(monthly).set_index("pair")
+    pvo = a.loc["proxy_vs_opte"]  # pairs: A1, A2, A3, B2 (B1 is provisional)
+    assert (pvo["pairs"], pvo["x_total"], pvo["y_total"]) == (4, 6, 17)
+    x, y = np.array([1, 2, 3, 0]), np.array([2, 4, 6, 5])
+    assert pvo["scale"] == pytest.approx(17 / 6)
+    assert pvo["pearson_r"] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert pvo["mean_abs_pct_error"] == pytest.approx(np.mean(np.abs(17 / 6 * x - y) / y))
+    ovj = a.loc["opte_vs_jot"]  # y = job outcomes; y = 0 in B2 is left out of the error
+    assert ovj["pairs"] == 5 and ovj["mean_abs_pct_error"] == pytest.approx(
+        np.mean(np.abs(4 / 22 * np.array([2, 4, 6, 5])[:4] - np.array([1, 1, 1, 1])) / 1))
+    flat = monthly.assign(job_outcomes=1)
+    assert pd.isna(measure_agreement(flat).set_index("pair").loc["opte_vs_jot", "pearson_r"])  # no variance in y
+    two = measure_agreement(monthly[monthly["unit_code"] == "B"]).set_index("pair")
+    assert pd.isna(two.loc["opte_vs_jot", "pearson_r"])  # fewer than 3 pairs
+    assert pd.isna(two.loc["proxy_vs_opte", "scale"])  # x_total 0
+
+    # funnel: p = 100/1000; office X 40/100 is far above, Y 10/100 on p, Z 1/100 beyond the 95 % limit
+    # only; the window is 12 months: month 13 drops month 1
+    def om(office, month, n, a):
+        return dict(reporting_office_code=office, month=month, offflows=n, opte_offflows=n - a,
+                    excluded_cross_flow=a, excluded_programme_start=0, excluded_returned_within_week=0,
+                    opte_failed_to_sign=0)
+    first = [day(f"2009-{m:02d}-01") for m in range(1, 13)] + [day("2010-01-01")]
+    frame = pd.DataFrame([om("X", first[0], 100, 40), om("Y", first[0], 100, 10), om("Z", first[0], 100, 1),
+                          om("W", first[0], 700, 49), om("X", first[12], 100, 10)])
+    mon = office_monitors(frame, lambda codes, on: np.array(["D1"] * len(codes), dtype=object))
+    jan = mon[(mon["month"] == first[0]) & (mon["indicator"] == "cross_flow_share")].set_index("office_code")
+    assert jan.loc["X", "benchmark_share"] == pytest.approx(0.1)
+    assert jan.loc["X", "flag"] == "high" and pd.isna(jan.loc["Y", "flag"]) and pd.isna(jan.loc["Y", "warning"])
+    lim = 0.1 - 1.96 * np.sqrt(0.09 / 100)
+    assert jan.loc["Z", "warning"] == "low" and pd.isna(jan.loc["Z", "flag"]) and 0.1 - 3.09 * 0.03 < 0.01 < lim
+    assert jan.loc["X", "upper_limit"] == pytest.approx(0.1 + 3.09 * 0.03)
+    nxt = mon[(mon["month"] == first[12]) & (mon["indicator"] == "cross_flow_share")]
+    assert list(nxt["office_code"]) == ["X"] and nxt["numerator"].tolist() == [10]  # January 2009 left the window
+    assert pd.isna(nxt["flag"].iloc[0])  # p = share: nothing to compare
+    # failed to sign: no OPtE failed to sign anywhere, p = 0: no flag at all
+    assert mon[mon["indicator"] == "failed_to_sign_share"]["flag"].isna().all()
 
 
 @pytest.mark.parametrize("start,end", [("2009-04", "2009-04"), ("2009-03", "2009-04"), ("2009-01", "2009-03")])

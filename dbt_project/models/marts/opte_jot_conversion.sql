@@ -33,9 +33,9 @@ select
     names.unit_name,
     converted.month,
     converted.customer_group,
-    cast(converted.opte_offflows as bigint) as opte_offflows,
-    cast(converted.opte_with_job_outcome as bigint) as opte_with_job_outcome,
-    cast(converted.opte_with_job_outcome as double) / converted.opte_offflows as conversion_rate
+    cast(converted.opte_offflows as {{ dbt.type_bigint() }}) as opte_offflows,
+    cast(converted.opte_with_job_outcome as {{ dbt.type_bigint() }}) as opte_with_job_outcome,
+    cast(converted.opte_with_job_outcome as double precision) / converted.opte_offflows as conversion_rate
 from converted
 left join {{ ref('int_units_named') }} as names
     on names.level = converted.level

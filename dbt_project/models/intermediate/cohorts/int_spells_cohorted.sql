@@ -2,6 +2,9 @@
 -- section 5): cohort month m holds the spells with count_date(m-1) < spell start <=
 -- count_date(m), labelled by m's first day. A spell starting after its month's count date
 -- belongs to the next month's cohort. Spells starting after the data cut-off are not counted.
+-- A cohort is complete (section 9) when it opens on or after the coverage start:
+-- count_date(m-1) + 1 day >= coverage start. An incomplete cohort holds only the spells that
+-- survived into the data, so cohort_offflow_rates shows complete cohorts only.
 with spells as (
     select * from {{ ref('int_spells') }}
 ),
@@ -12,6 +15,10 @@ count_dates as (
 
 cutoff as (
     select data_cutoff from {{ ref('int_data_cutoff') }}
+),
+
+coverage as (
+    select coverage_start from {{ ref('int_coverage_start') }}
 ),
 
 assigned as (
@@ -40,7 +47,11 @@ select
     assigned.region_code,
     assigned.is_office_allocated,
     assigned.cohort_month,
-    cohort.count_date as cohort_count_date
+    cohort.count_date as cohort_count_date,
+    cast({{ dbt.dateadd('day', 1, 'cohort.previous_count_date') }} as date) as cohort_opening_date,
+    coalesce({{ dbt.dateadd('day', 1, 'cohort.previous_count_date') }} >= coverage.coverage_start, false)
+        as is_cohort_complete
 from assigned
+cross join coverage  -- one row: the coverage start
 left join count_dates as cohort
     on cohort.month_start = assigned.cohort_month

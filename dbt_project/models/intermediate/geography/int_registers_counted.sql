@@ -2,18 +2,23 @@
 -- in-scope claims open on 1 April of that year (MEASURES.md section 8): the registers from which
 -- office targets are apportioned. A claim is open on a day when start <= day and (end is null or
 -- end >= day); it counts through its office's `offices` row valid on that day (UNALLOCATED when
--- none). Financial years: those with at least one off-flow.
+-- none). Financial years: those with at least one off-flow counted (on or after the coverage
+-- start) whose 1 April is on or after the coverage start: a register on an earlier day is
+-- unknown (MEASURES.md section 9), as claims that ended before the coverage start are absent.
 with financial_years as (
     select distinct
         {{ financial_year('offflow_date') }} as financial_year
     from {{ ref('int_offflows_identified') }}
+    where not is_before_coverage
 ),
 
 april_firsts as (
     select
-        financial_year,
-        {{ financial_year_start('financial_year') }} as register_date
+        financial_years.financial_year,
+        {{ financial_year_start('financial_years.financial_year') }} as register_date
     from financial_years
+    cross join {{ ref('int_coverage_start') }} as coverage
+    where {{ financial_year_start('financial_years.financial_year') }} >= coverage.coverage_start
 ),
 
 claims as (

@@ -2,8 +2,9 @@
 -- the annual OPtE target (MEASURES.md section 8). Financial years: those with an off-flow.
 --   office:   district target x office register / district register, where the office's
 --             district is that of its own `offices` row valid on 1 April; null when the district
---             has no target or its register is 0. (An office with no row valid on 1 April has
---             no row here, so its target is null downstream.)
+--             has no target or its register is 0, or 1 April is before the coverage start
+--             (the register is unknown: MEASURES.md section 9). (An office with no row valid on
+--             1 April has no row here, so its target is null downstream.)
 --   district: the district's target for the year.
 --   region:   sum over the districts with an office in the region on 1 April; national: sum
 --             over the distinct districts with any office on 1 April; null when any of those
@@ -18,9 +19,13 @@ with registers as (
 
 financial_years as (
     select distinct
-        {{ financial_year('offflow_date') }} as financial_year,
-        {{ financial_year_start(financial_year('offflow_date')) }} as register_date
-    from {{ ref('int_offflows_identified') }}
+        {{ financial_year('offflows.offflow_date') }} as financial_year,
+        {{ financial_year_start(financial_year('offflows.offflow_date')) }} as register_date,
+        {{ financial_year_start(financial_year('offflows.offflow_date')) }} >= coverage.coverage_start
+            as is_register_known
+    from {{ ref('int_offflows_identified') }} as offflows
+    cross join {{ ref('int_coverage_start') }} as coverage
+    where not offflows.is_before_coverage
 ),
 
 district_targets as (
@@ -31,6 +36,7 @@ district_targets as (
 offices_on_april_first as (
     select
         financial_years.financial_year,
+        financial_years.is_register_known,
         periods.office_code,
         periods.reporting_office_code,
         periods.district_code,
@@ -59,13 +65,15 @@ office_targets as (
         'office' as level,
         offices.office_code as unit_code,
         offices.district_code as target_district_code,
-        coalesce(office_registers.office_register, 0) as office_register,
-        coalesce(district_registers.district_register, 0) as district_register,
+        case when offices.is_register_known then coalesce(office_registers.office_register, 0) end
+            as office_register,
+        case when offices.is_register_known then coalesce(district_registers.district_register, 0) end
+            as district_register,
         district_targets.opte_target as district_target,
-        case when coalesce(district_registers.district_register, 0) > 0
+        case when offices.is_register_known and coalesce(district_registers.district_register, 0) > 0
             then district_targets.opte_target * coalesce(office_registers.office_register, 0)
         end as target_numerator,
-        case when coalesce(district_registers.district_register, 0) > 0
+        case when offices.is_register_known and coalesce(district_registers.district_register, 0) > 0
                   and district_targets.opte_target is not null
             then district_registers.district_register
         end as target_denominator

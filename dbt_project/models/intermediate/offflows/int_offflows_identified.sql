@@ -2,12 +2,19 @@
 -- non-null claim_end_date on or before the data cut-off (MEASURES.md sections 2 and 9).
 -- The off-flow date d is claim_end_date. Attributed to the `offices` row of its office valid
 -- at d (section 8), and carrying what the exclusion and scoring rules need from its customer.
+-- An off-flow dated before the coverage start (is_before_coverage) is kept here, so that it
+-- stays evidence for the rules (job matching), but is counted nowhere: offflow_events leaves it
+-- out, and data_quality counts it as offflows_before_coverage.
 with claims as (
     select * from {{ ref('int_claims_in_scope') }}
 ),
 
 cutoff as (
     select data_cutoff from {{ ref('int_data_cutoff') }}
+),
+
+coverage as (
+    select coverage_start from {{ ref('int_coverage_start') }}
 ),
 
 customers as (
@@ -30,9 +37,11 @@ offflows as (
         cast({{ dbt.date_trunc('month', 'claims.claim_end_date') }} as date) as offflow_month,
         claims.end_reason_code,
         claims.is_lone_parent,
-        claims.is_disabled
+        claims.is_disabled,
+        claims.claim_end_date < coverage.coverage_start as is_before_coverage
     from claims
     cross join cutoff  -- one row: the data cut-off
+    cross join coverage  -- one row: the coverage start
     where claims.claim_end_date is not null
       and claims.claim_end_date <= cutoff.data_cutoff
 )
@@ -50,6 +59,7 @@ select
     offflows.end_reason_code,
     offflows.is_lone_parent,
     offflows.is_disabled,
+    offflows.is_before_coverage,
     customers.person_key is not null as has_customer,
     customers.date_of_birth,
     customers.date_of_death,
