@@ -72,6 +72,7 @@ was published at an earlier date, pass `data_cutoff` in the run conf (or `opte b
 """
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,12 +86,18 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO / "dbt_project"
+DBT_LOCKED = REPO / "scripts" / "dbt_locked.sh"
 POOL = "opte_warehouse"
+PSEUDO_KEY_CONN_ID = "opte_pseudo_key"
 HOME = Path(os.environ.get("OPTE_HOME") or Path.cwd() / ".opte_home").expanduser().resolve()
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("OPTE_RETRY_DELAY_SECONDS") or 120))
+POKE_SECONDS = 5
 
 LAKE = Asset(name="opte_lake", uri=f"file://{HOME}/lake")
 WAREHOUSE = Asset(name="opte_warehouse", uri=f"file://{HOME}/warehouse.duckdb")
 PUBLICATION = Asset(name="opte_publication", uri=f"file://{HOME}/publish")
+
+log = logging.getLogger("opte.dag")
 
 
 def _dbt_executable() -> str:
@@ -113,6 +120,7 @@ def dbt_manifest() -> Path:
     project's DAG rules forbid at parse time.
     """
     import hashlib
+    import shutil
     import subprocess
 
     cache = Path(os.environ.get("OPTE_DBT_PARSE_DIR") or HOME / "dbt" / "dag_parse")
@@ -133,14 +141,77 @@ def dbt_manifest() -> Path:
                     "--log-path", str(work / "logs")], env=env, check=True, capture_output=True, timeout=300)
     os.replace(work / "manifest.json", manifest)
     stamp.write_text(want)
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 
+def watchers_defer() -> bool:
+    """Whether the per-model watcher tasks defer to the triggerer while dbt runs.
+
+    Airflow's own switch, `[operators] default_deferrable` (env
+    AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE), which scripts/airflow_local.sh turns on because it
+    runs a triggerer. Off (the default), the watchers poke in reschedule mode instead: they
+    hold no worker slot between pokes and need no triggerer.
+    """
+    try:
+        from airflow.sdk.configuration import conf
+
+        return conf.getboolean("operators", "default_deferrable", fallback=False)
+    except Exception:  # noqa: BLE001 (an unreadable config must not break parsing)
+        return os.environ.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "").lower() in ("1", "true", "t")
+
+
+def no_deferral_under_dag_test(context) -> None:
+    """`airflow dags test` / `dag.test()` run every task in one process, one after the other, and
+    run a deferred task's trigger in line until it fires: a watcher that deferred before the
+    producer ran would wait for ever. In such a run the watchers poke in reschedule mode."""
+    task_ = context["task"]
+    if getattr(task_, "deferrable", False) and getattr(context.get("dag_run"), "triggering_user_name", None) == "dag_test":
+        task_.deferrable = False
+        task_.mode = "reschedule"
+
+
+def tests_on_their_own_tasks(group) -> None:
+    """Each data test reports in one task: a test of one node in that node's `<node>.test` task; a
+    test of several (relationships, cross-model expressions) in its own detached test task, which
+    runs after all its parents.
+
+    The watcher producer learns which tests make up each test task from `tests_per_model`.
+    Cosmos 1.15 lists a several-parent test under every parent there and none under its own
+    detached task, so the detached task would wait for ever and each parent's test task would
+    fail with the other parent (a seed failing because a model that references it failed).
+    This gives the producer the mapping the rendered tasks have.
+    """
+    from cosmos.airflow.graph import is_detached_test
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID, DbtResourceType
+
+    producer = group.children[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    nodes = group.dbt_graph.filtered_nodes
+    mapping: dict[str, list[str]] = {}
+    for uid, node in nodes.items():
+        if node.resource_type != DbtResourceType.TEST:
+            continue
+        if is_detached_test(node):
+            mapping[uid] = [uid]
+        else:
+            for parent in node.depends_on:
+                if parent in nodes:
+                    mapping.setdefault(parent, []).append(uid)
+    producer.tests_per_model = mapping
+
+
 def _report_month(data_interval_start) -> str:
     return f"{data_interval_start:%Y-%m}"
+
+
+def _pseudo_key_from_connection() -> str | None:
+    """The pseudonymisation key from the Airflow connection `opte_pseudo_key` (its password), if any."""
+    try:
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(PSEUDO_KEY_CONN_ID).password or None
+    except Exception:  # noqa: BLE001 (no such connection: the environment or the development key)
+        return None
 
 
 @dag(
@@ -150,7 +221,7 @@ def _report_month(data_interval_start) -> str:
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,  # params reach dbt vars as null/str, not "None"
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": RETRY_DELAY},
     params={
         "inbox": Param(None, type=["null", "string"], description="inbox folder to land (default: env OPTE_INBOX)"),
         "data_cutoff": Param(None, type=["null", "string"], format="date",
@@ -164,22 +235,31 @@ def _report_month(data_interval_start) -> str:
 def opte_monthly():
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos import settings as cosmos_settings
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+    from cosmos.constants import DbtResourceType, ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
     # cosmos.settings read the environment when first imported (maybe before this file set it)
     cosmos_settings.no_analytics = os.environ["SCARF_NO_ANALYTICS"].lower() in ("1", "true", "yes")
 
     @task(outlets=[LAKE])
     def land(params=None):
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from measures.config import resolve_home
+        from measures.errors import OpteError
         from measures.pipeline import land as land_inbox
 
         inbox = (params or {}).get("inbox") or os.environ.get("OPTE_INBOX")
         if not inbox:
             raise AirflowSkipException("no inbox given (param inbox or env OPTE_INBOX): nothing to land")
-        land_inbox(resolve_home(str(HOME)), Path(inbox))
+        if not os.environ.get("OPTE_PSEUDO_KEY") and (key := _pseudo_key_from_connection()):
+            os.environ["OPTE_PSEUDO_KEY"] = key  # this task's process only
+        if not Path(inbox).is_dir():  # e.g. the share is not mounted yet: retried
+            raise OpteError(f"inbox {inbox} is not a folder (yet); retrying in {RETRY_DELAY}")
+        try:
+            land_inbox(resolve_home(str(HOME)), Path(inbox))
+        except OpteError as exc:  # a file rejected whole: the same file fails again, so no retry
+            log.error("OPTE ALERT: landing rejected a file, the run stops before publishing: %s", exc)
+            raise AirflowFailException(f"landing rejected a file: {exc}") from exc
 
     @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed")
     def check_build_needed(params=None) -> bool:
@@ -189,28 +269,41 @@ def opte_monthly():
         params = params or {}
         return params.get("force_build") or build_needed(resolve_home(str(HOME)), params.get("data_cutoff"))
 
+    defer = watchers_defer()
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=dbt_manifest(),
                                      install_dbt_deps=False,
-                                     # the env of dbt ls (parse) and of every dbt task (run)
-                                     env_vars={"OPTE_HOME": str(HOME), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}),
+                                     # the env of dbt ls (parse) and of every dbt process (run)
+                                     env_vars={"OPTE_HOME": str(HOME), "OPTE_DBT_EXECUTABLE": _dbt_executable(),
+                                               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}),
         profile_config=ProfileConfig(profile_name="opte", target_name="local",
                                      profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL,
+        # WATCHER: one producer task runs one `dbt build` of the whole project; every model and seed
+        # keeps a task of its own that watches the producer's results (XCom) and succeeds or fails
+        # with its node. Only the producer touches the warehouse, so only it takes the one-slot pool.
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
                                          invocation_mode=InvocationMode.SUBPROCESS,
-                                         dbt_executable_path=_dbt_executable()),
-        # BUILD: each task is `dbt build --select <node>` (the node, its unit and data tests). A test
-        # with several parents (relationships) would run in the first parent's task, before the other
-        # parent exists: those get a task of their own after all their parents.
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD,
-                                   should_detach_multiple_parents_tests=True),
+                                         dbt_executable_path=str(DBT_LOCKED),
+                                         setup_operator_args={"pool": POOL}),
+        # AFTER_EACH: each model and seed with tests is a group `<node>.run` >> `<node>.test`, the test
+        # task reporting its data tests; a test of several models (relationships) is a task of its
+        # own after all of them (see tests_on_their_own_tasks).
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH,
+                                   should_detach_multiple_parents_tests=True,
+                                   # exposures (the published files) are the publish task's
+                                   node_converters={DbtResourceType.EXPOSURE: lambda **_: None}),
         operator_args={
             "vars": {"lake_root": f"{HOME}/lake", "data_cutoff": "{{ params.data_cutoff }}"},
             "append_env": True,
-            "pool": POOL,
+            "deferrable": defer,
+            "mode": "poke" if defer else "reschedule",
+            "poke_interval": POKE_SECONDS,
+            "pre_execute": no_deferral_under_dag_test,
         },
     )
+
+    tests_on_their_own_tasks(dbt_build)
 
     @task(outlets=[WAREHOUSE])
     def record_build(params=None):
