@@ -43,7 +43,10 @@ BIN = Path(sys.executable).parent
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 POOL = ("opte_warehouse", "1", "DuckDB warehouse: one process at a time")
 DB_NAME = DB_USER = "opte_airflow"
-MARKER = "OPTE_AIRFLOW_DIR"  # set in the environment of every process the deployment starts
+STATE_VAR = "OPTE_AIRFLOW_DIR"
+# set (to the state folder) only in the environment of the processes the deployment starts, so
+# that `stop` can find what they left behind; never inherited from the user's shell
+MARKER = "OPTE_AIRFLOW_DEPLOYMENT"
 STOP_SECONDS = float(os.environ.get("OPTE_AIRFLOW_STOP_SECONDS") or 60)
 
 
@@ -59,7 +62,7 @@ def fail(msg: str, code: int = 1) -> None:
 # ----------------------------------------------------------------------------- configuration
 
 def state_dir() -> Path:
-    return Path(os.environ.get(MARKER) or REPO / ".airflow_local").expanduser().resolve()
+    return Path(os.environ.get(STATE_VAR) or REPO / ".airflow_local").expanduser().resolve()
 
 
 def external_database() -> bool:
@@ -76,7 +79,7 @@ def settings() -> dict[str, str]:
     state = state_dir()
     api_port = os.environ.get("AIRFLOW__API__PORT") or "8080"
     defaults = {
-        MARKER: str(state),
+        STATE_VAR: str(state),
         "AIRFLOW_HOME": str(state / "airflow_home"),
         "OPTE_HOME": str(REPO / ".opte_home"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -108,8 +111,10 @@ def settings() -> dict[str, str]:
 
 def process_env() -> dict[str, str]:
     """The environment of the Airflow processes: this one, the settings, and the database URL."""
-    env = {**os.environ, **settings()}
+    env = {**os.environ, **settings(), MARKER: str(state_dir())}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts" / "airflow_settings"),
+                                                      env.get("PYTHONPATH")]))
     if not external_database():
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
             f"postgresql+psycopg2://{DB_USER}:{db_password()}@127.0.0.1:{pg_port()}/{DB_NAME}")
@@ -190,7 +195,7 @@ def pg_paths() -> tuple[Path, Path, Path]:
 
 def check_reachable(path: Path, user: str) -> None:
     """PostgreSQL (as `user`) must be able to reach the state folder: every parent searchable."""
-    for parent in [path, *path.parents]:
+    for parent in reversed([path, *path.parents]):  # from / down: the first one it cannot enter
         if as_pg(["test", "-x", str(parent)]).returncode != 0:
             fail(f"PostgreSQL runs as user {user}, who cannot enter {parent}: put the state folder "
                  f"(OPTE_AIRFLOW_DIR, now {state_dir()}) where {user} can reach it, or `chmod o+x {parent}`", 2)
@@ -350,37 +355,40 @@ def supervise() -> None:
                     os.killpg(proc.pid, signal.SIGKILL)
                 next_start[name] = now + delay
     log("stopping")
-    # the scheduler first (no new task), the API server last (finishing tasks report through it)
-    for name in COMPONENTS:
-        proc = procs[name]
-        if name in next_start or not group_alive(proc.pid):
-            continue
-        os.killpg(proc.pid, signal.SIGTERM)
+    # the API server last: tasks that are finishing report through it
+    for group in (("scheduler", "dag-processor", "triggerer"), ("api-server",)):
+        running = [n for n in group if n not in next_start and group_alive(procs[n].pid)]
+        for name in running:
+            os.killpg(procs[name].pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_SECONDS
-        while group_alive(proc.pid) and time.monotonic() < deadline:
-            proc.poll()
+        while any(group_alive(procs[n].pid) for n in running) and time.monotonic() < deadline:
+            for n in running:
+                procs[n].poll()
             time.sleep(0.2)
-        if group_alive(proc.pid):
-            log(f"{name} still running after {STOP_SECONDS:.0f} s: SIGKILL to its process group {proc.pid}")
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log(f"{name} stopped (exit code {proc.returncode})")
-        (run_dir() / f"{name}.pid").unlink(missing_ok=True)
+        for name in running:
+            if group_alive(procs[name].pid):
+                log(f"{name} still running after {STOP_SECONDS:.0f} s: SIGKILL to its process group {procs[name].pid}")
+                os.killpg(procs[name].pid, signal.SIGKILL)
+            procs[name].wait()
+            log(f"{name} stopped (exit code {procs[name].returncode})")
     for name in COMPONENTS:
         (run_dir() / f"{name}.pid").unlink(missing_ok=True)
     log("stopped")
 
 
 def leftovers() -> list:
-    """Processes the deployment started that still run: those carrying its marker in their environment."""
+    """Processes the deployment started that still run: those carrying its marker in their
+    environment, and PostgreSQL's (its data folder on their command line)."""
     import psutil
 
-    state, mine, found = str(state_dir()), os.getpid(), []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == mine:
+    state, found = str(state_dir()), []
+    data = str(pg_paths()[0])
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.pid in mine or proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            if proc.environ().get(MARKER) == state:
+            if proc.environ().get(MARKER) == state or data in " ".join(proc.cmdline()):
                 found.append(proc)
         except (psutil.Error, OSError):
             continue
