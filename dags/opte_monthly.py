@@ -287,13 +287,13 @@ def opte_monthly():
     def land(data_interval_start=None, params=None):
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        inbox = (params or {}).get("inbox") or os.environ.get("OPTE_INBOX")
+        if not inbox:
+            raise AirflowSkipException("no inbox given (param inbox or env OPTE_INBOX): nothing to land")
         from measures.config import resolve_home
         from measures.errors import OpteError
         from measures.pipeline import land as land_inbox
 
-        inbox = (params or {}).get("inbox") or os.environ.get("OPTE_INBOX")
-        if not inbox:
-            raise AirflowSkipException("no inbox given (param inbox or env OPTE_INBOX): nothing to land")
         if not os.environ.get("OPTE_PSEUDO_KEY") and (key := _pseudo_key_from_connection()):
             os.environ["OPTE_PSEUDO_KEY"] = key  # this task's process only
         if not Path(inbox).is_dir():  # e.g. the share is not mounted yet: worth a retry

@@ -5,7 +5,8 @@ One test, end to end, through the deployment's own command and Airflow's REST AP
 from nothing; the scheduler runs one month of the sample, whose inbox appears only after the
 first try of `land` (the task is retried and lands it); the watchers wait in the triggerer; task
 logs are read through the API server; then a three-month backfill runs while the scheduler is
-up, and the four publications are byte-identical (manifests aside) to `opte backfill`; finally
+up, and the four publications are byte-identical (manifests aside) to `opte backfill`; a file
+that landing rejects stops a run with an alert; a component killed is restarted; finally
 everything stops, by the pid files, and no process is left.
 
 The scheduler's own cron runs are switched off (AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False): on
@@ -152,7 +153,7 @@ def test_local_deployment_runs_a_month_and_a_backfill_like_opte_backfill(tmp_pat
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "OPTE_RETRY_DELAY_SECONDS": "10",
+        "OPTE_RETRY_DELAY_SECONDS": "6",
     })
     month = inbox_cutoff(SAMPLE)  # the sample's last month
     months = [shift(month, -3), shift(month, -2), shift(month, -1)]
@@ -215,6 +216,30 @@ def test_local_deployment_runs_a_month_and_a_backfill_like_opte_backfill(tmp_pat
         assert set(states.values()) == {"success"}, states
         # built once for the month; the backfill's months found the warehouse up to date
         assert [dbt_subcommand(line) for line in dbt_invocations(home)].count(("build", False)) == 1
+
+        # ---- a file that landing rejects whole: no retry, an alert in the task log, nothing published
+        bad = tmp_path / "bad_inbox" / "benefit_claims"
+        bad.mkdir(parents=True)
+        bad_name = f"benefit_claims_{shift(month, 1).replace('-', '')}30.csv"
+        (bad / bad_name).write_text("nino,wrong_column\nAB123456C,1\n")
+        rejected_month = shift(month, -6)  # its logical date is no backfill run's (those are interval starts)
+        run_id = api.post("/dags/opte_monthly/dagRuns", {
+            "logical_date": f"{shift(rejected_month, 1)}-01T00:00:00Z", "conf": {"inbox": str(bad.parent)}})["dag_run_id"]
+        assert wait_for_runs(api, [run_id], 300) == {run_id: "failed"}
+        tasks = api.tasks(run_id)
+        assert tasks["land"]["state"] == "failed" and tasks["land"]["try_number"] == 1
+        assert tasks["publish"]["state"] == "upstream_failed"
+        alert = [ln for ln in api.log(run_id, "land", 1).splitlines() if "OPTE ALERT" in ln]
+        assert alert and f"report month {rejected_month}" in alert[0] and "missing contract column" in alert[0]
+        assert bad_name in alert[0]
+        assert not (home / "publish" / rejected_month).exists()
+
+        # ---- supervised: a component that dies is started again
+        pid_file = state / "run" / "dag-processor.pid"
+        old_pid = int(pid_file.read_text())
+        os.kill(old_pid, 9)
+        wait_for("the DAG processor restarted", lambda: int(pid_file.read_text()) != old_pid, 60, 0.5)
+        wait_for("all healthy again", lambda: script("status").returncode == 0, 120)
     finally:
         t0 = time.monotonic()
         stop = script("stop", timeout=600)

@@ -3,8 +3,8 @@ Cosmos watcher mode (one `dbt build`, one task per model, seed and test), and it
 with `dag.test` (through `airflow dags test`, the command the README documents), where the
 watchers poke instead of deferring. A model that fails fails its own task.
 
-The scheduler, triggerer and API server on PostgreSQL (backfills included) are tested in
-tests/test_airflow_local.py.
+The scheduler, triggerer and API server on PostgreSQL (backfills, retries, task logs and the
+landing alert included) are tested in tests/test_airflow_local.py.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from airflow_helpers import (  # noqa: E402
-    BIN, DAGS, REPO, SAMPLE, airflow_env, dbt_invocations, dbt_subcommand, inbox_cutoff, run, shift, task_states,
+    BIN, DAGS, SAMPLE, airflow_env, dbt_invocations, dbt_subcommand, inbox_cutoff, run, shift, task_states,
 )
 
 PARSE_SCRIPT = r"""
@@ -196,7 +196,7 @@ def test_monthly_dag_runs_end_to_end(airflow_run):
 
 
 @pytest.mark.slow
-def test_a_failing_model_fails_its_own_task(airflow_run, tmp_path):
+def test_a_failing_model_fails_its_own_task(airflow_run, parsed, tmp_path):
     """A landed Parquet file of benefit_claims is corrupt: the model reading it fails, in its own
     task (after its retries, each running that model alone); everything after it is
     upstream_failed, the rest succeeds, nothing is published. The Airflow config asks for
@@ -217,7 +217,7 @@ def test_a_failing_model_fails_its_own_task(airflow_run, tmp_path):
     assert failed == ["dbt_build.stg_lake__benefit_claims.run"], failed
     # everything after it is upstream_failed; everything else succeeds (the build task skips its
     # second try, land has no inbox): the seeds its relationship tests point at included
-    upstream = {k: t["upstream"] for k, t in parse_dags(env)["tasks"].items()}
+    upstream = {k: t["upstream"] for k, t in parsed[0]["tasks"].items()}  # the same dbt project
     after, frontier = set(), {failed[0]}
     while frontier:
         frontier = {k for k, ups in upstream.items() if set(ups) & frontier} - after
@@ -232,24 +232,3 @@ def test_a_failing_model_fails_its_own_task(airflow_run, tmp_path):
     assert not (home / "publish" / month).exists()
     calls = [dbt_subcommand(line) for line in dbt_invocations(home)]
     assert calls == [("build", False), ("run", True), ("run", True)], calls  # the build, then 2 retries
-
-
-@pytest.mark.slow
-def test_landing_rejection_stops_the_run_with_an_alert(tmp_path):
-    """A file that landing rejects whole fails `land` at once (no retry), with an OPTE ALERT line
-    naming the file and the month; nothing is built or published."""
-    inbox = tmp_path / "inbox" / "benefit_claims"
-    inbox.mkdir(parents=True)
-    (inbox / "benefit_claims_20110430.csv").write_text("nino,wrong_column\nAB123456C,1\n")
-    home = tmp_path / "home"
-    env = airflow_env(tmp_path / "airflow", home)
-    run([str(BIN / "airflow"), "db", "migrate"], env, timeout=300)
-    run_id, _, output = dags_test(env, "2011-04", {"inbox": str(inbox.parent)}, check=False)
-    alert = [ln for ln in output.splitlines() if "OPTE ALERT" in ln]
-    assert alert and "report month 2011-04" in alert[0] and "benefit_claims_20110430.csv" in alert[0]
-    assert "missing contract column" in alert[0]
-    states = task_states(env, run_id)
-    assert states["land"] == "failed" and states["publish"] == "upstream_failed"
-    assert states["dbt_build.dbt_producer_watcher"] == "upstream_failed"
-    assert output.count("Task failed with exception") == 1  # no retry of a rejected file
-    assert not (home / "publish").exists() and dbt_invocations(home) == []
