@@ -134,6 +134,11 @@ HOME = Path(os.environ.get("OPTE_HOME") or Path.cwd() / ".opte_home").expanduser
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("OPTE_RETRY_DELAY_SECONDS") or 120))
 POKE_SECONDS = 5
 
+# Cosmos's cache (dbt's partial parse from one run to the next) per home, not the machine-wide
+# /tmp/cosmos that every checkout and home would share (read when cosmos is first imported:
+# scripts/airflow_local.py sets it for the deployment, whose components import cosmos early)
+os.environ.setdefault("AIRFLOW__COSMOS__CACHE_DIR", str(HOME / "dbt" / "cosmos_cache"))
+
 LAKE = Asset(name="opte_lake", uri=f"file://{HOME}/lake")
 WAREHOUSE = Asset(name="opte_warehouse", uri=f"file://{HOME}/warehouse.duckdb")
 PUBLICATION = Asset(name="opte_publication", uri=f"file://{HOME}/publish")

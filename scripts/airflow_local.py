@@ -108,7 +108,11 @@ def settings() -> dict[str, str]:
     }
     if not external_database():
         defaults["OPTE_AIRFLOW_PG_PORT"] = str(pg_port())
-    return {k: os.environ.get(k) or v for k, v in defaults.items()}
+    values = {k: os.environ.get(k) or v for k, v in defaults.items()}
+    # Cosmos's cache per pipeline home (the DAG file would set it, but the components import cosmos first)
+    values["AIRFLOW__COSMOS__CACHE_DIR"] = os.environ.get("AIRFLOW__COSMOS__CACHE_DIR") or \
+        str(Path(values["OPTE_HOME"]) / "dbt" / "cosmos_cache")
+    return values
 
 
 def process_env() -> dict[str, str]:
