@@ -1,77 +1,115 @@
 """
 # opte_monthly: land, build and publish one report month
 
-Thin wiring over the project's functions (`measures.pipeline`, `measures.publish`); the dbt
-build is rendered by astronomer-cosmos so that **every dbt model and seed is its own task**
-(`dbt build --select <node>`: the node and its tests, unit tests included).
+Thin wiring over the project's functions (`measures.pipeline`, `measures.build`,
+`measures.publish`). The dbt build is rendered by astronomer-cosmos in **watcher mode**: one
+task runs one `dbt build` of the whole project, and **every dbt model and seed keeps a task of
+its own** that succeeds or fails with its node, so the run costs about one `opte build`.
 
 ## Report month = the data interval
 The schedule is `CronDataIntervalTimetable("0 0 1 * *", UTC)`: each run's data interval is one
 calendar month, [1st of the month 00:00, 1st of the next month 00:00), and the run fires when
 the interval ends, at midnight on the 1st of the next month. Tasks never look at "now": the
 report month is the month of `data_interval_start`, so re-runs and backfills publish the month
-of their interval. For a manual run (`airflow dags test opte_monthly <date>`,
-`dag.test(logical_date=...)`) Airflow takes the last complete interval before that date:
-`2010-04-01` publishes 2010-03.
+of their interval. A manual run (UI "Trigger", `airflow dags trigger -l 2011-04-01`,
+`airflow dags test opte_monthly 2011-04-01`) takes the last complete interval before its date:
+`2011-04-01` publishes 2011-03.
 
 ## Tasks
 | task id | does |
 |---|---|
-| `land` | lands the inbox (DAG param `inbox`, else env `OPTE_INBOX`); skipped when neither is set |
-| `check_build_needed` | short-circuits the dbt tasks when the warehouse was already built by this DAG from the same landed extracts, dbt project files and vars (param `force_build` rebuilds anyway) |
-| `dbt_build.<model>_model_build` / `dbt_build.<seed>_seed_build` | one Cosmos task per dbt model / seed, in dependency order: `dbt build --select <node>` (the node with its unit and data tests) |
-| `dbt_build.<test>_test` | each test with several parents (relationships), after all its parents |
+| `land` | lands the inbox (param `inbox`, else env `OPTE_INBOX`); skipped when neither is set. An inbox that is not there (yet) is retried; a file rejected whole fails the task at once with an `OPTE ALERT` line, and the run stops before building or publishing |
+| `check_build_needed` | skips the dbt tasks when the warehouse was already built by this DAG from the same landed extracts, dbt project files and vars (param `force_build` rebuilds anyway) |
+| `dbt_build.dbt_producer_watcher` | the one `dbt build` (models, seeds, data and unit tests), in pool `opte_warehouse`; its log is dbt's log |
+| `dbt_build.<model>.run` / `dbt_build.<seed>.seed` (`<node>_seed`, `<node>_run` when it has no tests) | one task per model / seed: succeeds or fails when the build reaches that node |
+| `dbt_build.<node>.test` | the data tests of that one node |
+| `dbt_build.<test>_test` | a test of several nodes (relationships), after all of them |
+| `dbt_build.dbt_producer_watcher_done` | Cosmos's gate after the build task (see Retries) |
 | `record_build` | writes `<home>/build_info.json` (code version, cut-off requested, parameters, build fingerprint) |
 | `publish` | publishes the report month (`measures.publish.publish_month`; also the external files when param `external` is true) |
 
+The watcher tasks wait in the **triggerer** (deferrable, no worker slot held) when Airflow's
+`[operators] default_deferrable` is on, as in `scripts/airflow_local.sh`; otherwise, and always
+under `airflow dags test` / `dag.test()` (which run tasks one by one in one process), they poke
+every 5 s in reschedule mode. A failed model fails its own task, with dbt's error in the log; the
+tasks after it end `upstream_failed`, and nothing is published.
+
 Assets (outlets): `opte_lake` (land), `opte_warehouse` (record_build), `opte_publication` (publish).
 Their URIs point into `OPTE_HOME`: one Airflow deployment (metadata database) serves one home
-folder. Pointing the same Airflow database at another `OPTE_HOME` makes Airflow refuse the
-tasks (an asset name may not change its URI); give another home its own `AIRFLOW_HOME`.
+folder; give another home its own deployment (Airflow refuses an asset name whose URI changes).
 
 ## Single writer for DuckDB
-DuckDB allows one writing process per database file (and no reader beside a writer), and every
-Cosmos task is its own `dbt` process. All dbt tasks **and the publish task** run in the Airflow
-**pool `opte_warehouse` with one slot**, so one process at a time opens the warehouse, across
-runs as well as within one; `max_active_runs=1` keeps scheduled runs in order. A pool rather
-than Cosmos's watcher mode: the watcher runs one `dbt build` and turns the per-model tasks into
-sensors that need a triggerer, which `dag.test()` and a small deployment do not have; with the
-pool each model stays an ordinary, retryable task. Create the pool once per Airflow database:
+DuckDB allows one writing process per database file. The build task and `publish` open the
+warehouse, and both run in the Airflow **pool `opte_warehouse` with one slot**, across runs as
+well as within one (`max_active_runs=1` keeps scheduled runs in order; a backfill keeps its own
+`--max-active-runs`). The watcher tasks stay out of the pool: they only read the build's results
+from Airflow, and in the pool they would wait behind the build that they watch. Every dbt
+process the DAG starts (the build, and a watcher's own `dbt run` on a retry) goes through
+`scripts/dbt_locked.sh`, which waits for the home's warehouse lock (the one `opte build` takes)
+and lists each dbt invocation in `<home>/dbt/logs/invocations.log`.
 
-    airflow pools set opte_warehouse 1 "DuckDB warehouse: one process at a time"
+## Retries
+Every task retries twice, `retry_delay` 2 minutes (env `OPTE_RETRY_DELAY_SECONDS`). Cosmos never
+runs the whole build twice: a second try of the build task skips itself, and a model task on
+its second try runs its own node (`dbt run --select <node>`, a test task `dbt test --select`).
+So after fixing the cause of a failed build, either clear the failed model tasks and their
+downstream (each node rebuilt by itself), or trigger the month again (one new build).
 
-(`dag.test()` / `airflow dags test` run tasks one by one and need no pool.)
+## Deployment (runbook)
+`bash scripts/airflow_local.sh start` starts the project's deployment on this machine:
+PostgreSQL (Debian's package, its own cluster in `.airflow_local/postgresql`, 127.0.0.1 only)
+as the metadata database, and Airflow with LocalExecutor: scheduler, DAG processor, triggerer
+and API server (UI and REST API on http://127.0.0.1:8080, user `admin`, password in
+`.airflow_local/secrets/api_passwords.json`), supervised and restarted if one exits, with the
+pool created. `stop` stops everything by the processes' ids (pid files in
+`.airflow_local/run/`); `status` shows each process and the health; `env` prints the
+configuration (the same `AIRFLOW__*` / `OPTE_*` variables serve a deployment with its own
+PostgreSQL: set `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN` and keep the rest);
+`bash scripts/airflow_local.sh airflow ...` runs the Airflow CLI against it.
+Logs: `.airflow_local/logs/<component>.log`, task logs under `.airflow_local/logs/tasks/` and
+in the UI. Secrets come from the environment: `OPTE_PSEUDO_KEY` (else the Airflow connection
+`opte_pseudo_key`, its password), `OPTE_AIRFLOW_DB_PASSWORD` (else generated once, mode 0600).
+
+- **Monthly schedule**: unpause the DAG (`... airflow dags unpause opte_monthly`, or the UI);
+  at midnight on the 1st the scheduler runs the month just ended (set `OPTE_INBOX` to the
+  delivery folder in the deployment's environment, or trigger with conf `{"inbox": ...}`).
+- **One month by hand**: `... airflow dags trigger opte_monthly -l 2011-04-01 -c '{"inbox": "/path/to/inbox"}'`
+  publishes 2011-03.
+- **Backfill** (scheduler running, DAG unpaused):
+  `... airflow backfill create --dag-id opte_monthly --from-date 2010-10-01 --to-date 2010-12-01 --max-active-runs 1`
+  runs one run per interval starting in that range: report months 2010-10 to 2010-12.
+  `--max-active-runs 1` matters (a backfill's own limit defaults to 10). The first run builds
+  the warehouse if the lake or dbt project changed since the last build; the next ones find it
+  built from the same inputs and skip dbt, so every month is published from one warehouse at the
+  current data cut-off, exactly like `opte backfill --from 2010-10 --to 2010-12` (byte-identical
+  tables; tests/test_airflow_local.py checks it). To reproduce what was published at an earlier
+  date, pass `data_cutoff` in the run conf (or `opte build --cutoff`).
+- **Landing alert**: `OPTE ALERT` in the `land` log names the file and why; fix or remove the
+  file in the inbox, then clear `land`.
+
+## Without a deployment
+    export OPTE_HOME=/path/to/home AIRFLOW_HOME=/path/to/airflow_home
+    export AIRFLOW__CORE__DAGS_FOLDER=$PWD/dags AIRFLOW__CORE__LOAD_EXAMPLES=false
+    airflow db migrate
+    airflow dags test opte_monthly 2011-04-01 -c '{"inbox": "data_samples/inbox"}'   # publishes 2011-03
+
+(SQLite, no scheduler: `dags test` runs the tasks itself, one by one; that is what
+`scripts/run_sample.sh` does. SQLite allows one writer at a time, so a scheduler beside
+another Airflow process belongs on PostgreSQL.)
 
 ## Configuration
 - `OPTE_HOME` (environment of the Airflow processes): the pipeline's home folder
   (lake, warehouse.duckdb, publish). Read when the DAG is parsed, for the dbt tasks' env and vars.
-- Params: `inbox` (folder to land, default env `OPTE_INBOX`), `data_cutoff` (YYYY-MM-DD to
-  reproduce an earlier publication; default null = derived from the landed extracts),
-  `external` (also write the disclosure-controlled files), `force_build`.
+- Params: `inbox`, `data_cutoff` (YYYY-MM-DD to reproduce an earlier publication; default
+  null = derived from the landed extracts), `external` (also write the disclosure-controlled
+  files), `force_build`.
 - The dbt graph is rendered from dbt's manifest (`LoadMode.DBT_MANIFEST`), made by `dbt parse`
   when the DAG is parsed and the dbt project has changed since the last time (see `dbt_manifest`),
-  kept in `$OPTE_HOME/dbt/dag_parse/` (or `$OPTE_DBT_PARSE_DIR`).
-
-## Run one month from the command line (no scheduler needed)
-    export OPTE_HOME=/path/to/home AIRFLOW_HOME=/path/to/airflow_home
-    export AIRFLOW__CORE__DAGS_FOLDER=$PWD/dags AIRFLOW__CORE__LOAD_EXAMPLES=false
-    airflow db migrate
-    airflow dags test opte_monthly 2010-04-01 -c '{"inbox": "data_samples/inbox"}'   # publishes 2010-03
-
-## Backfill
-    airflow backfill create --dag-id opte_monthly --from-date 2010-10-01 --to-date 2010-12-01 --max-active-runs 1
-
-(with a scheduler and API server running, the DAG unpaused) creates one run per monthly interval
-starting in that range: report months 2010-10 to 2010-12. `--max-active-runs 1` matters: a
-backfill's own limit defaults to 10 concurrent runs, whatever the DAG says. The first run
-builds the warehouse if the lake or dbt project changed since the last build; the next ones
-find it built from the same inputs and skip dbt, so every month is published from one
-warehouse at the current data cut-off, exactly like `opte backfill --from 2010-10 --to 2010-12`
-(the published tables are byte-identical; tests/test_dags.py checks it). To reproduce what
-was published at an earlier date, pass `data_cutoff` in the run conf (or `opte build --cutoff`).
+  kept in `$OPTE_HOME/dbt/dag_parse/` (or `$OPTE_DBT_PARSE_DIR`): new models appear as tasks.
 """
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,15 +120,30 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 # deployment sets SCARF_NO_ANALYTICS=false (or [cosmos] enable_telemetry) itself.
 os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# Cosmos's "reliable retry" rewrites an Airflow Variable holding every result so far at each of
+# the build's ~1,800 XCom pushes (quadratic: it made the build task ~1.5x a plain `dbt build` at the
+# sample's scale). Off, the results are saved to that Variable only when the build task fails.
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY", "False")
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO / "dbt_project"
+DBT_LOCKED = REPO / "scripts" / "dbt_locked.sh"
 POOL = "opte_warehouse"
+PSEUDO_KEY_CONN_ID = "opte_pseudo_key"
 HOME = Path(os.environ.get("OPTE_HOME") or Path.cwd() / ".opte_home").expanduser().resolve()
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("OPTE_RETRY_DELAY_SECONDS") or 120))
+POKE_SECONDS = 5
+
+# Cosmos's cache (dbt's partial parse from one run to the next) per home, not the machine-wide
+# /tmp/cosmos that every checkout and home would share (read when cosmos is first imported:
+# scripts/airflow_local.py sets it for the deployment, whose components import cosmos early)
+os.environ.setdefault("AIRFLOW__COSMOS__CACHE_DIR", str(HOME / "dbt" / "cosmos_cache"))
 
 LAKE = Asset(name="opte_lake", uri=f"file://{HOME}/lake")
 WAREHOUSE = Asset(name="opte_warehouse", uri=f"file://{HOME}/warehouse.duckdb")
 PUBLICATION = Asset(name="opte_publication", uri=f"file://{HOME}/publish")
+
+log = logging.getLogger("opte.dag")
 
 
 def _dbt_executable() -> str:
@@ -113,6 +166,7 @@ def dbt_manifest() -> Path:
     project's DAG rules forbid at parse time.
     """
     import hashlib
+    import shutil
     import subprocess
 
     cache = Path(os.environ.get("OPTE_DBT_PARSE_DIR") or HOME / "dbt" / "dag_parse")
@@ -133,14 +187,77 @@ def dbt_manifest() -> Path:
                     "--log-path", str(work / "logs")], env=env, check=True, capture_output=True, timeout=300)
     os.replace(work / "manifest.json", manifest)
     stamp.write_text(want)
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 
+def watchers_defer() -> bool:
+    """Whether the per-model watcher tasks defer to the triggerer while dbt runs.
+
+    Airflow's own switch, `[operators] default_deferrable` (env
+    AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE), which scripts/airflow_local.sh turns on because it
+    runs a triggerer. Off (the default), the watchers poke in reschedule mode instead: they
+    hold no worker slot between pokes and need no triggerer.
+    """
+    try:
+        from airflow.sdk.configuration import conf
+
+        return conf.getboolean("operators", "default_deferrable", fallback=False)
+    except Exception:  # noqa: BLE001 (an unreadable config must not break parsing)
+        return os.environ.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "").lower() in ("1", "true", "t")
+
+
+def no_deferral_under_dag_test(context) -> None:
+    """`airflow dags test` / `dag.test()` run every task in one process, one after the other, and
+    run a deferred task's trigger in line until it fires: a watcher that deferred before the
+    producer ran would wait for ever. In such a run the watchers poke in reschedule mode."""
+    task_ = context["task"]
+    if getattr(task_, "deferrable", False) and getattr(context.get("dag_run"), "triggering_user_name", None) == "dag_test":
+        task_.deferrable = False
+        task_.mode = "reschedule"
+
+
+def tests_on_their_own_tasks(group) -> None:
+    """Each data test reports in one task: a test of one node in that node's `<node>.test` task; a
+    test of several (relationships, cross-model expressions) in its own detached test task, which
+    runs after all its parents.
+
+    The watcher producer learns which tests make up each test task from `tests_per_model`.
+    Cosmos 1.15 lists a several-parent test under every parent there and none under its own
+    detached task, so the detached task would wait for ever and each parent's test task would
+    fail with the other parent (a seed failing because a model that references it failed).
+    This gives the producer the mapping the rendered tasks have.
+    """
+    from cosmos.airflow.graph import is_detached_test
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID, DbtResourceType
+
+    producer = group.children[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    nodes = group.dbt_graph.filtered_nodes
+    mapping: dict[str, list[str]] = {}
+    for uid, node in nodes.items():
+        if node.resource_type != DbtResourceType.TEST:
+            continue
+        if is_detached_test(node):
+            mapping[uid] = [uid]
+        else:
+            for parent in node.depends_on:
+                if parent in nodes:
+                    mapping.setdefault(parent, []).append(uid)
+    producer.tests_per_model = mapping
+
+
 def _report_month(data_interval_start) -> str:
     return f"{data_interval_start:%Y-%m}"
+
+
+def _pseudo_key_from_connection() -> str | None:
+    """The pseudonymisation key from the Airflow connection `opte_pseudo_key` (its password), if any."""
+    try:
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(PSEUDO_KEY_CONN_ID).password or None
+    except Exception:  # noqa: BLE001 (no such connection: the environment or the development key)
+        return None
 
 
 @dag(
@@ -150,7 +267,7 @@ def _report_month(data_interval_start) -> str:
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,  # params reach dbt vars as null/str, not "None"
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": RETRY_DELAY},
     params={
         "inbox": Param(None, type=["null", "string"], description="inbox folder to land (default: env OPTE_INBOX)"),
         "data_cutoff": Param(None, type=["null", "string"], format="date",
@@ -168,18 +285,32 @@ def opte_monthly():
 
     # cosmos.settings read the environment when first imported (maybe before this file set it)
     cosmos_settings.no_analytics = os.environ["SCARF_NO_ANALYTICS"].lower() in ("1", "true", "yes")
+    cosmos_settings.enable_watcher_reliable_retry = (
+        os.environ["AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY"].lower() in ("1", "true", "yes"))
 
     @task(outlets=[LAKE])
-    def land(params=None):
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from measures.config import resolve_home
-        from measures.pipeline import land as land_inbox
+    def land(data_interval_start=None, params=None):
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         inbox = (params or {}).get("inbox") or os.environ.get("OPTE_INBOX")
         if not inbox:
             raise AirflowSkipException("no inbox given (param inbox or env OPTE_INBOX): nothing to land")
-        land_inbox(resolve_home(str(HOME)), Path(inbox))
+        from measures.config import resolve_home
+        from measures.errors import OpteError
+        from measures.pipeline import land as land_inbox
+
+        if not os.environ.get("OPTE_PSEUDO_KEY") and (key := _pseudo_key_from_connection()):
+            os.environ["OPTE_PSEUDO_KEY"] = key  # this task's process only
+        if not Path(inbox).is_dir():  # e.g. the share is not mounted yet: worth a retry
+            raise OpteError(f"inbox {inbox} is not a folder (yet); the task is retried after {RETRY_DELAY}")
+        try:
+            land_inbox(resolve_home(str(HOME)), Path(inbox))
+        except OpteError as exc:  # a file rejected whole fails again: no retry
+            month = _report_month(data_interval_start) if data_interval_start else "?"
+            log.error("OPTE ALERT: report month %s: landing rejected a file of %s; this run stops before "
+                      "building or publishing. %s. Then clear this task (or trigger the month again).",
+                      month, inbox, exc)
+            raise AirflowFailException(f"landing rejected a file of {inbox}: {exc}") from exc
 
     @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed")
     def check_build_needed(params=None) -> bool:
@@ -189,28 +320,43 @@ def opte_monthly():
         params = params or {}
         return params.get("force_build") or build_needed(resolve_home(str(HOME)), params.get("data_cutoff"))
 
+    defer = watchers_defer()
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=dbt_manifest(),
                                      install_dbt_deps=False,
-                                     # the env of dbt ls (parse) and of every dbt task (run)
-                                     env_vars={"OPTE_HOME": str(HOME), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}),
+                                     # the env of dbt ls (parse) and of every dbt process (run)
+                                     env_vars={"OPTE_HOME": str(HOME), "OPTE_DBT_EXECUTABLE": _dbt_executable(),
+                                               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}),
         profile_config=ProfileConfig(profile_name="opte", target_name="local",
                                      profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL,
+        # WATCHER: one producer task runs one `dbt build` of the whole project; every model and seed
+        # keeps a task of its own that watches the producer's results (XCom) and succeeds or fails
+        # with its node. Only the producer touches the warehouse, so only it takes the one-slot pool.
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
                                          invocation_mode=InvocationMode.SUBPROCESS,
-                                         dbt_executable_path=_dbt_executable()),
-        # BUILD: each task is `dbt build --select <node>` (the node, its unit and data tests). A test
-        # with several parents (relationships) would run in the first parent's task, before the other
-        # parent exists: those get a task of their own after all their parents.
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD,
-                                   should_detach_multiple_parents_tests=True),
+                                         dbt_executable_path=str(DBT_LOCKED),
+                                         setup_operator_args={"pool": POOL}),
+        # AFTER_EACH: each model and seed with tests is a group `<node>.run` >> `<node>.test`, the test
+        # task reporting its data tests; a test of several models (relationships) is a task of its
+        # own after all of them (see tests_on_their_own_tasks).
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH,
+                                   should_detach_multiple_parents_tests=True,
+                                   # exposures (the published files) are the publish task's
+                                   exclude=["resource_type:exposure"]),
         operator_args={
             "vars": {"lake_root": f"{HOME}/lake", "data_cutoff": "{{ params.data_cutoff }}"},
             "append_env": True,
-            "pool": POOL,
+            # the DAG's own assets say what changed (lake, warehouse, publication); no asset per table
+            "emit_datasets": False,
+            "deferrable": defer,
+            "mode": "poke" if defer else "reschedule",
+            "poke_interval": POKE_SECONDS,
+            "pre_execute": no_deferral_under_dag_test,
         },
     )
+
+    tests_on_their_own_tasks(dbt_build)
 
     @task(outlets=[WAREHOUSE])
     def record_build(params=None):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, then run the monthly Airflow DAG once, on the bundled sample inbox, for report
-# month 2011-03 (the sample's last month): land -> dbt build (one Airflow task per model,
+# month 2011-03 (the sample's last month): land -> one dbt build (one Airflow task per model,
 # through Cosmos) -> publish. Airflow uses SQLite in .airflow_home; nothing to start by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."

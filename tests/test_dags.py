@@ -1,18 +1,16 @@
-"""The Airflow DAG (dags/opte_monthly.py): it imports cleanly, runs end to end on the sample
-inbox with `dag.test` (through `airflow dags test`, the command the README documents), and
-`airflow backfill create` over three months publishes byte-identical tables to `opte backfill`.
+"""The Airflow DAG (dags/opte_monthly.py): it renders every dbt node of the project as a task in
+Cosmos watcher mode (one `dbt build`, one task per model, seed and test), and it runs end to end
+with `dag.test` (through `airflow dags test`, the command the README documents), where the
+watchers poke instead of deferring. A model that fails fails its own task.
 
-Airflow runs in subprocesses with its own AIRFLOW_HOME (a temporary folder, SQLite), so the
-test process never imports Airflow's configuration. The backfill test starts a real API server
-and scheduler (LocalExecutor) on free ports in their own process groups, bounded in time, and
-stops them by process group id.
+The scheduler, triggerer and API server on PostgreSQL (backfills, retries, task logs and the
+landing alert included) are tested in tests/test_airflow_local.py.
 """
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,58 +19,36 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-REPO = Path(__file__).resolve().parents[1]
-DAGS = REPO / "dags"
-BIN = Path(sys.executable).parent
-SAMPLE = REPO / "data_samples" / "inbox"
-
-
-def airflow_env(airflow_home: Path, opte_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "false",
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "false",
-        "SCARF_NO_ANALYTICS": "true",
-        "DO_NOT_TRACK": "true",
-        "OPTE_HOME": str(opte_home),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
-    return env
-
-
-def run(cmd: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise AssertionError(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{tail}")
-    return proc
-
+from airflow_helpers import (  # noqa: E402
+    BIN, DAGS, SAMPLE, airflow_env, dbt_invocations, dbt_subcommand, inbox_cutoff, run, shift, task_states,
+)
 
 PARSE_SCRIPT = r"""
-import json, time
+import json, os, time
 t = time.monotonic()
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=__import__("os").environ["AIRFLOW__CORE__DAGS_FOLDER"])
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 seconds = time.monotonic() - t
 dag = bag.dags.get("opte_monthly")
 out = {"errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()}, "dags": sorted(bag.dags),
        "seconds": seconds}
 if dag is not None:
     out.update({
-        "tasks": sorted(t.task_id for t in dag.tasks),
-        "pools": {t.task_id: t.pool for t in dag.tasks},
-        "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+        "tasks": {t.task_id: {"class": type(t).__name__, "pool": t.pool, "retries": t.retries,
+                              "upstream": sorted(t.upstream_task_ids),
+                              "node": getattr(t, "model_unique_id", None),
+                              "deferrable": getattr(t, "deferrable", None), "mode": getattr(t, "mode", None),
+                              "outlets": [a.name for a in t.outlets]}
+                  for t in dag.tasks},
+        "tests_per_model": {t.task_id: t.tests_per_model for t in dag.tasks if hasattr(t, "tests_per_model")},
         "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
         "timetable": type(dag.timetable).__name__,
-        "retries": {t.task_id: t.retries for t in dag.tasks},
-        "outlets": {t.task_id: [a.name for a in t.outlets] for t in dag.tasks if t.outlets},
-        "doc": bool(dag.doc_md),
+        "doc": dag.doc_md or "",
     })
 print("RESULT " + json.dumps(out))
 """
+
+WATCHERS = ("DbtRunWatcherOperator", "DbtSeedWatcherOperator", "DbtTestWatcherOperator")
 
 
 def parse_dags(env: dict) -> dict:
@@ -81,28 +57,88 @@ def parse_dags(env: dict) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def test_dag_folder_imports_without_errors(tmp_path):
-    env = airflow_env(tmp_path / "airflow", tmp_path / "home")
-    result = parse_dags(env)
+def manifest_nodes(home: Path) -> dict[str, dict]:
+    """The dbt project's nodes, from the manifest the DAG rendered (made by `dbt parse`)."""
+    manifest = json.loads((home / "dbt" / "dag_parse" / "manifest.json").read_text())
+    return {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] in ("model", "seed", "test")}
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory):
+    base = tmp_path_factory.mktemp("dag_parse")
+    env = airflow_env(base / "airflow", base / "home")
+    return parse_dags(env), manifest_nodes(base / "home"), env, base
+
+
+def test_dag_folder_imports_without_errors(parsed):
+    result, _, _, _ = parsed
     assert result["errors"] == {}
     assert result["dags"] == ["opte_monthly"]
     tasks = result["tasks"]
-    dbt_tasks = [t for t in tasks if t.startswith("dbt_build.")]
     assert {"land", "check_build_needed", "record_build", "publish"} <= set(tasks)
-    # one task per dbt model and seed, all in the single-writer pool
-    assert "dbt_build.opte_monthly_model_build" in dbt_tasks
-    assert "dbt_build.offflow_events_model_build" in dbt_tasks
-    assert any(t.endswith("_seed_build") for t in dbt_tasks)
-    assert all(result["pools"][t] == "opte_warehouse" for t in dbt_tasks)
     assert result["catchup"] is False and result["max_active_runs"] == 1
     assert result["timetable"] == "CronDataIntervalTimetable"
-    assert all(r >= 1 for r in result["retries"].values())
-    assert result["outlets"] == {"land": ["opte_lake"], "record_build": ["opte_warehouse"],
-                                 "publish": ["opte_publication"]}
-    assert result["upstream"]["publish"] == ["record_build"]
-    assert result["upstream"]["check_build_needed"] == ["land"]
-    assert result["doc"]
+    assert all(t["retries"] >= 1 for t in tasks.values())
+    assert {k: t["outlets"] for k, t in tasks.items() if t["outlets"]} == {
+        "land": ["opte_lake"], "record_build": ["opte_warehouse"], "publish": ["opte_publication"]}
+    assert tasks["publish"]["upstream"] == ["record_build"]
+    assert tasks["check_build_needed"]["upstream"] == ["land"]
+    assert "airflow_local.sh start" in result["doc"] and "OPTE ALERT" in result["doc"]
     print(f"DAG parse time: {result['seconds']:.1f} s")
+
+
+def test_one_build_task_in_the_pool_and_one_watcher_per_node(parsed):
+    """Every model and seed of the dbt project is a task of its own; one producer runs the build."""
+    result, nodes, _, _ = parsed
+    tasks = result["tasks"]
+    producers = [k for k, t in tasks.items() if t["class"] == "DbtProducerWatcherOperator"]
+    assert producers == ["dbt_build.dbt_producer_watcher"]
+    # only the build and publish open the warehouse: only they take the one-slot pool
+    assert sorted(k for k, t in tasks.items() if t["pool"] == "opte_warehouse") == [producers[0], "publish"]
+    assert tasks[producers[0]]["upstream"] == ["check_build_needed"]
+    watchers = {k: t for k, t in tasks.items() if t["class"] in WATCHERS}
+    runs = {t["node"]: k for k, t in watchers.items() if t["class"] != "DbtTestWatcherOperator"}
+    built = {uid for uid, n in nodes.items() if n["resource_type"] in ("model", "seed")}
+    assert set(runs) == built and len(runs) == len([t for t in watchers.values()
+                                                    if t["class"] != "DbtTestWatcherOperator"])
+    assert {"model.opte.opte_monthly", "model.opte.offflow_events"} <= set(runs)
+    # without a triggerer configured (and always under dag.test) the watchers poke in reschedule mode
+    assert all(t["deferrable"] is False and t["mode"] == "reschedule" for t in watchers.values())
+    # nothing floats: every dbt task hangs off the land -> check_build_needed chain
+    for k, t in tasks.items():
+        if k.startswith("dbt_build."):
+            assert t["upstream"], f"{k} has no upstream task"
+    assert "dbt_build.dbt_producer_watcher_done" in tasks["record_build"]["upstream"]
+
+
+def test_each_test_reports_in_exactly_one_task(parsed):
+    """A one-node test reports in `<node>.test`; a several-node test (relationships) in its own task
+    after all its nodes; the producer's map of tests to tasks matches the rendered tasks."""
+    result, nodes, _, _ = parsed
+    tasks = result["tasks"]
+    mapping = result["tests_per_model"]["dbt_build.dbt_producer_watcher"]
+    test_tasks = {t["node"]: k for k, t in tasks.items() if t["class"] == "DbtTestWatcherOperator"}
+    assert set(mapping) == set(test_tasks), "a test task the producer never reports (it would wait for ever)"
+    reported = [uid for uids in mapping.values() for uid in uids]
+    tests = {uid: n for uid, n in nodes.items() if n["resource_type"] == "test"}
+    assert sorted(reported) == sorted(tests), "every data test reports in exactly one task"
+    several = {uid for uid, n in tests.items() if len(n["depends_on"]["nodes"]) > 1}
+    assert several and any("relationships" in uid for uid in several)
+    for uid in several:
+        assert mapping[uid] == [uid]
+        upstream_nodes = {tasks[u]["node"] for u in tasks[test_tasks[uid]]["upstream"]}
+        assert set(tests[uid]["depends_on"]["nodes"]) <= upstream_nodes, f"{uid} runs before one of its nodes"
+    for uid, n in tests.items():
+        if uid not in several:
+            (parent,) = n["depends_on"]["nodes"]
+            assert uid in mapping[parent]
+
+
+def test_watchers_defer_when_the_deployment_has_a_triggerer(parsed):
+    _, _, env, _ = parsed
+    result = parse_dags({**env, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"})
+    watchers = [t for t in result["tasks"].values() if t["class"] in WATCHERS]
+    assert watchers and all(t["deferrable"] is True for t in watchers)
 
 
 def test_dag_file_does_no_work_at_import():
@@ -115,62 +151,30 @@ def test_dag_file_does_no_work_at_import():
 # ------------------------------------------------------------------ end to end
 
 
-def prepare_lake(home: Path) -> Path | None:
-    """The inbox the DAG will land: the sample when present, else a minimal lake written directly."""
-    if SAMPLE.is_dir() and any(SAMPLE.iterdir()) and (REPO / "ingest" / "landing.py").exists():
-        return SAMPLE
-    from lake_builder import write_minimal_lake
-
-    write_minimal_lake(home / "lake")
-    return None
-
-
-def shift(month: str, n: int) -> str:
-    y, m = map(int, month.split("-"))
-    i = y * 12 + m - 1 + n
-    return f"{i // 12}-{i % 12 + 1:02d}"
-
-
-def dags_test(env: dict, report_month: str, conf: dict | None = None) -> float:
-    """`airflow dags test` for the run whose data interval is `report_month`; returns seconds."""
+def dags_test(env: dict, report_month: str, conf: dict | None = None, check: bool = True):
+    """`airflow dags test` for the run whose data interval is `report_month`: (run_id, seconds, output)."""
     started = time.monotonic()
     cmd = [str(BIN / "airflow"), "dags", "test", "opte_monthly", f"{shift(report_month, 1)}-01"]
     if conf:
         cmd += ["-c", json.dumps(conf)]
-    proc = run(cmd, env)
-    assert "state=success" in proc.stdout + proc.stderr
-    return time.monotonic() - started
-
-
-def inbox_cutoff(inbox: Path) -> str:
-    """The data cut-off the inbox will give (MEASURES.md section 9), from its file names:
-    the earliest, over the incremental datasets, of the latest extract date."""
-    import re
-
-    latest = []
-    for dataset in ("benefit_claims", "customers", "tax_employments", "programme_starts"):
-        dates = [m.group(1) for p in (inbox / dataset).iterdir()
-                 if (m := re.search(r"_(\d{8})\.", p.name))]
-        latest.append(max(dates))
-    d = min(latest)
-    return f"{d[:4]}-{d[4:6]}"
+    proc = run(cmd, env, check=check)
+    output = proc.stdout + proc.stderr
+    run_id = re.search(r"run_id=(manual__\S+?)[,\s]", output).group(1)
+    return run_id, time.monotonic() - started, output
 
 
 @pytest.fixture(scope="session")
 def airflow_run(tmp_path_factory):
-    """One monthly DAG run through `airflow dags test`, landing the sample inbox (else a minimal lake)."""
+    """One monthly DAG run through `airflow dags test`, landing the sample inbox."""
     base = tmp_path_factory.mktemp("airflow_e2e")
     home = base / "home"
     home.mkdir()
-    inbox = prepare_lake(home)
     env = airflow_env(base / "airflow", home)
     run([str(BIN / "airflow"), "db", "migrate"], env, timeout=300)
-    parse = parse_dags(env)
-    # two months before the cut-off's month (the minimal lake: off-flows from 2009-08, cut-off 2010-03-31)
-    month = shift(inbox_cutoff(inbox), -2) if inbox else "2009-12"
-    seconds = dags_test(env, month, {"inbox": str(inbox)} if inbox else None)
-    return {"env": env, "home": home, "month": month, "seconds": seconds, "parse": parse["seconds"],
-            "inbox": inbox}
+    month = shift(inbox_cutoff(SAMPLE), -2)  # two months before the cut-off's month
+    run_id, seconds, output = dags_test(env, month, {"inbox": str(SAMPLE)})
+    assert "state=success" in output
+    return {"env": env, "home": home, "month": month, "seconds": seconds, "run_id": run_id, "base": base}
 
 
 @pytest.mark.slow
@@ -183,127 +187,48 @@ def test_monthly_dag_runs_end_to_end(airflow_run):
     assert sorted(p.name for p in (home / "publish").iterdir() if not p.name.startswith(".")) == [month]
     info = json.loads((home / "build_info.json").read_text())
     assert info["fingerprint"] and info["parameters"]
-    print(f"dag.test on {'the sample' if airflow_run['inbox'] else 'the minimal lake'}: "
-          f"parse {airflow_run['parse']:.1f} s, run {airflow_run['seconds']:.1f} s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class AirflowServices:
-    """An API server and a scheduler (LocalExecutor) for one test, stopped by process group id."""
-
-    def __init__(self, env: dict, logs: Path):
-        api_port, log_port = free_port(), free_port()
-        self.env = {
-            **env,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "opte-test-only-secret",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
-            # only the backfill's runs: no run for the latest interval of the cron schedule
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            # several processes write the SQLite metadata DB: wait for locks instead of failing
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_sqlite_settings.CONNECT_ARGS",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")])),
-        }
-        self.logs = logs
-        self.procs: list[subprocess.Popen] = []
-        self.api_port = api_port
-
-    def start(self) -> None:
-        airflow = str(BIN / "airflow")
-        for name, cmd in (("api", [airflow, "api-server", "--port", str(self.api_port), "--workers", "1"]),
-                          ("scheduler", [airflow, "scheduler"])):
-            out = open(self.logs / f"{name}.log", "w")
-            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                               cwd=REPO, start_new_session=True))
-
-    def stop(self) -> None:
-        import signal
-
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-    def cli(self, *args: str, timeout: int = 300) -> str:
-        return run([str(BIN / "airflow"), *args], self.env, timeout=timeout).stdout
-
-    def runs(self) -> list[dict]:
-        out = self.cli("dags", "list-runs", "opte_monthly", "-o", "json")
-        for line in reversed(out.splitlines()):  # the JSON is one line among the log lines
-            if line.startswith("[{") or line.strip() == "[]":
-                return json.loads(line)
-        raise AssertionError(f"no JSON in list-runs output: {out[-1000:]}")
+    states = task_states(airflow_run["env"], airflow_run["run_id"])
+    assert set(states.values()) == {"success"}, {k: v for k, v in states.items() if v != "success"}
+    assert sum(k.startswith("dbt_build.") for k in states) > 60
+    # one dbt process paid for the whole build: one `dbt build` of everything, no per-model dbt
+    assert [dbt_subcommand(line) for line in dbt_invocations(home)] == [("build", False)]
+    print(f"dags test on the sample: {airflow_run['seconds']:.1f} s")
 
 
 @pytest.mark.slow
-def test_airflow_backfill_matches_opte_backfill(airflow_run, tmp_path):
-    """`airflow backfill create` (a real scheduler, bounded in time) == `opte backfill`, byte for byte."""
-    from test_publish import table_hashes
-
-    from measures.pipeline import backfill, land
-
-    env, home, month = airflow_run["env"], airflow_run["home"], airflow_run["month"]
-    months = [shift(month, -2), shift(month, -1), month]
-    services = AirflowServices(env, tmp_path)
-    services.cli("dags", "reserialize")
-    services.cli("pools", "set", "opte_warehouse", "1", "DuckDB warehouse: one process at a time")
-    services.cli("dags", "unpause", "opte_monthly")
-    started = time.monotonic()
-    # The backfill's runs are created before the scheduler and API server start, so that no two
-    # processes write the SQLite metadata DB at once while they are made; the scheduler runs them.
-    services.cli("backfill", "create", "--dag-id", "opte_monthly", "--from-date", f"{months[0]}-01",
-                 "--to-date", f"{months[-1]}-01", "--max-active-runs", "1")
-    services.start()
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                runs = [r for r in services.runs() if r["run_id"].startswith("backfill__")]
-            except AssertionError:  # a transient CLI failure (busy SQLite); poll again
-                runs = []
-                assert time.monotonic() < deadline, "could not list the backfill's runs for 10 minutes"
-                time.sleep(5)
-                continue
-            states = sorted(r["state"] for r in runs)
-            if len(runs) == 3 and all(s in ("success", "failed") for s in states):
-                break
-            assert time.monotonic() < deadline, f"backfill not finished in 10 minutes: {states}"
-            time.sleep(5)
-    finally:
-        services.stop()
-    airflow_seconds = time.monotonic() - started
-    assert states == ["success"] * 3, (states, (tmp_path / "scheduler.log").read_text()[-3000:])
-    # the command line, on its own home landed from the same inbox
-    cli_home = tmp_path / "cli_home"
-    cli_home.mkdir()
-    if airflow_run["inbox"]:
-        land(cli_home, airflow_run["inbox"])
-    else:
-        shutil.copytree(home / "lake", cli_home / "lake")
-    # the same publication history as the Airflow home, where `airflow dags test` (airflow_run) had
-    # already published `month`: revisions, and the pages and workbooks that show them, compare each
-    # publication with the one it replaces, else with the month before
-    cli_first = backfill(cli_home, month, month)
-    assert [f.name for f in cli_first] == [month]
-    folders = backfill(cli_home, months[0], months[-1])
-    assert [f.name for f in folders] == months
-    for m in months:
-        ours, theirs = table_hashes(home / "publish" / m), table_hashes(cli_home / "publish" / m)
-        assert ours and ours == theirs, f"{m}: Airflow and opte backfill differ"
-    print(f"airflow backfill create of 3 months (scheduler start to finish): {airflow_seconds:.1f} s")
+def test_a_failing_model_fails_its_own_task(airflow_run, parsed, tmp_path):
+    """A landed Parquet file of benefit_claims is corrupt: the model reading it fails, in its own
+    task (after its retries, each running that model alone); everything after it is
+    upstream_failed, the rest succeeds, nothing is published. The Airflow config asks for
+    deferrable watchers, as in the deployment: under dag.test they must still poke, or the run
+    would wait for ever."""
+    home = tmp_path / "home"
+    shutil.copytree(airflow_run["home"], home, ignore=shutil.ignore_patterns(".*.lock", "publish", "invocations.log"))
+    parquet = sorted((home / "lake" / "benefit_claims").rglob("*.parquet"))[0]
+    parquet.write_bytes(b"not a parquet file")
+    env = airflow_env(tmp_path / "airflow", home, AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
+                      OPTE_RETRY_DELAY_SECONDS="1")
+    run([str(BIN / "airflow"), "db", "migrate"], env, timeout=300)
+    month = airflow_run["month"]
+    run_id, _, output = dags_test(env, month, {"force_build": True}, check=False)
+    assert "state=failed" in output
+    states = task_states(env, run_id)
+    failed = sorted(k for k, v in states.items() if v == "failed")
+    assert failed == ["dbt_build.stg_lake__benefit_claims.run"], failed
+    # everything after it is upstream_failed; everything else succeeds (the build task skips its
+    # second try, land has no inbox): the seeds its relationship tests point at included
+    upstream = {k: t["upstream"] for k, t in parsed[0]["tasks"].items()}  # the same dbt project
+    after, frontier = set(), {failed[0]}
+    while frontier:
+        frontier = {k for k, ups in upstream.items() if set(ups) & frontier} - after
+        after |= frontier
+    assert {"dbt_build.opte_monthly.run", "record_build", "publish"} <= after
+    assert any("relationships_stg_lake__benefit_claims" in k for k in after)
+    for task_id, state in states.items():
+        expected = ("upstream_failed" if task_id in after else "failed" if task_id == failed[0]
+                    else "skipped" if task_id in ("land", "dbt_build.dbt_producer_watcher") else "success")
+        assert state == expected, (task_id, state)
+    assert "Model 'model.opte.stg_lake__benefit_claims' finished with status 'error'" in output
+    assert not (home / "publish" / month).exists()
+    calls = [dbt_subcommand(line) for line in dbt_invocations(home)]
+    assert calls == [("build", False), ("run", True), ("run", True)], calls  # the build, then 2 retries
