@@ -79,8 +79,17 @@ class Api:
         return self.get(f"/dags/opte_monthly/dagRuns/{self.q(run_id)}/taskInstances/{self.q(task_id)}")
 
     def tasks(self, run_id: str) -> dict[str, dict]:
-        out = self.get(f"/dags/opte_monthly/dagRuns/{self.q(run_id)}/taskInstances?limit=1000")
-        return {t["task_id"]: t for t in out["task_instances"]}
+        # page through: the API caps a page at [api] maximum_page_limit (100 by default)
+        found: dict[str, dict] = {}
+        offset = 0
+        while True:
+            out = self.get(f"/dags/opte_monthly/dagRuns/{self.q(run_id)}/taskInstances"
+                           f"?limit=100&offset={offset}")
+            page = out["task_instances"]
+            found.update({t["task_id"]: t for t in page})
+            offset += len(page)
+            if not page or offset >= out["total_entries"]:
+                return found
 
     def log(self, run_id: str, task_id: str, try_number: int) -> str:
         out = self.get(f"/dags/opte_monthly/dagRuns/{self.q(run_id)}/taskInstances/{self.q(task_id)}"
