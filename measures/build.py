@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from measures import locks
+from measures import locks, refresh
 from measures.config import (DATASETS, DATASETS_INCREMENTAL, DBT_PROJECT_DIR, code_version, lake_dir,
                              warehouse_path)
 from measures.errors import OpteError
@@ -258,7 +258,7 @@ def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
 
 
 def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None,
-                 snapshot: LakeSnapshot | None = None) -> Path:
+                 snapshot: LakeSnapshot | None = None, full_refresh: str | None = None) -> Path:
     """Write `<home>/build_info.json`: what made the warehouse (code version, cut-off requested,
     measure parameters, the landed extracts read: dataset, extract date, source file, SHA-256)
     and the build fingerprint that lets the DAG skip an unchanged rebuild.
@@ -277,6 +277,9 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
         "fingerprint": build_fingerprint(Path(home), cutoff, snapshot),
         "key_fingerprint": keys[0] if len(keys) == 1 else None,
         "input_extracts": snapshot.extracts(cutoff),
+        "full_refresh": full_refresh,
+        # what the next build compares to decide whether it may be incremental (measures.refresh)
+        "incremental_basis": refresh.basis(snapshot.extracts(cutoff), cutoff),
     }
     path = Path(home) / "build_info.json"
     tmp = path.with_name(path.name + ".tmp")
@@ -285,8 +288,14 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
     return path
 
 
-def build(home: Path, cutoff: date | None = None) -> Path:
+# unit tests are run by the test suite (tests/test_dbt_unit_tests.py), not by production builds
+BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
+
+
+def build(home: Path, cutoff: date | None = None, full_refresh: bool = False) -> Path:
     """Build and test the warehouse from the landed lake; returns the warehouse path.
+
+    Incremental when it may be (measures.refresh decides; `full_refresh` forces a full refresh).
 
     Waits for a running landing, build or publisher of the home (saying so), then reads the lake
     as it stands, which no landing can change until the build ends. Records what made the
@@ -297,13 +306,18 @@ def build(home: Path, cutoff: date | None = None) -> Path:
             locks.lake_lock(home, shared=True, who="opte build"):
         snapshot = LakeSnapshot.take(home)
         check_lake_ready(home, snapshot, cutoff)
+        reason = refresh.full_refresh_reason(home, warehouse_path(home).exists(),
+                                             refresh.basis(snapshot.extracts(cutoff), cutoff), full_refresh)
+        log.info("full refresh: %s" if reason else "incremental build%s", reason or "")
         started = time.monotonic()
-        run_dbt(home, ["build"], cutoff)
+        refresh.mark_started(home, bool(reason))
+        run_dbt(home, BUILD_ARGS + (["--full-refresh"] if reason else []), cutoff)
         seconds = time.monotonic() - started
         if LakeSnapshot.take(home) != snapshot:  # only a landing that ignores the lake lock could do this
             raise OpteError(f"the landed manifests under {lake_dir(home)} changed while the warehouse was built; "
                             "the build is not recorded: run `opte build` again")
-        record_build(home, cutoff, seconds, snapshot)
+        record_build(home, cutoff, seconds, snapshot, full_refresh=reason)
+        refresh.mark_completed(home)
     log.info("warehouse built in %.1f s from %d landed extract(s): %s", seconds,
              len(snapshot.extracts(cutoff)), warehouse_path(home))
     return warehouse_path(home)
