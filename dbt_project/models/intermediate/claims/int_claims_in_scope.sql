@@ -3,6 +3,7 @@
 -- registers are made of. Claims to CA and PC are only cross-flow destinations and are left out.
 select
     claims.claim_id,
+    claims.person_id,
     claims.person_key,
     claims.benefit_code,
     claims.office_code,

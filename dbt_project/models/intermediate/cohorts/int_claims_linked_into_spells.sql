@@ -8,7 +8,7 @@
 with claims as (
     select
         claims.claim_id,
-        claims.person_key,
+        claims.person_id,
         claims.benefit_code,
         claims.office_code,
         claims.claim_start_date,
@@ -26,7 +26,7 @@ running_ends as (
         count(*) over earlier_claims as earlier_claims
     from claims
     window earlier_claims as (
-        partition by person_key, benefit_code
+        partition by person_id, benefit_code
         order by claim_start_date, claim_id
         rows between unbounded preceding and 1 preceding
     )
@@ -49,7 +49,7 @@ numbered as (
     select
         *,
         cast(sum(case when is_spell_first_claim then 1 else 0 end) over (
-            partition by person_key, benefit_code
+            partition by person_id, benefit_code
             order by claim_start_date, claim_id
             rows between unbounded preceding and current row
         ) as {{ dbt.type_bigint() }}) as spell_number
@@ -58,14 +58,14 @@ numbered as (
 
 select
     claim_id,
-    person_key,
+    person_id,
     benefit_code,
     office_code,
     claim_start_date,
     claim_end_date,
     spell_number,
     first_value(claim_id) over (
-        partition by person_key, benefit_code, spell_number
+        partition by person_id, benefit_code, spell_number
         order by claim_start_date, claim_id
     ) as spell_id,
     is_spell_first_claim

@@ -9,7 +9,7 @@ with linked_claims as (
 spells as (
     select
         spell_id,
-        person_key,
+        person_id,
         benefit_code,
         spell_number,
         min(claim_start_date) as spell_start_date,
@@ -17,12 +17,12 @@ spells as (
         max(case when is_spell_first_claim then office_code end) as office_code,
         count(*) as claims_in_spell
     from linked_claims
-    group by spell_id, person_key, benefit_code, spell_number
+    group by spell_id, person_id, benefit_code, spell_number
 )
 
 select
     spells.spell_id,
-    spells.person_key,
+    spells.person_id,
     spells.benefit_code,
     spells.spell_number,
     spells.spell_start_date,

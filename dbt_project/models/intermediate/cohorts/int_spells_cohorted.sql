@@ -37,7 +37,7 @@ assigned as (
 
 select
     assigned.spell_id,
-    assigned.person_key,
+    assigned.person_id,
     assigned.benefit_code,
     assigned.spell_start_date,
     assigned.spell_end_date,

@@ -4,7 +4,7 @@
 -- 1953-12-06 on every row applies to anyone, so "null sex = men" holds throughout.
 -- Adding years or months clamps to the end of the month (29 Feb + 1 year = 28 Feb).
 with customers as (
-    select person_key, date_of_birth, sex
+    select person_id, person_key, date_of_birth, sex
     from {{ ref('stg_lake__customers') }}
 ),
 
@@ -14,6 +14,7 @@ bands as (
 
 banded as (
     select
+        customers.person_id,
         customers.person_key,
         customers.date_of_birth,
         customers.sex,
@@ -38,6 +39,7 @@ banded as (
 )
 
 select
+    person_id,
     person_key,
     date_of_birth,
     sex,

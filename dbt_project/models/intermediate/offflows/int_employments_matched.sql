@@ -5,12 +5,12 @@
 -- candidate with the smallest |start - d|; ties to the later off-flow, then to the larger
 -- claim_id compared as text. Employments with no candidate have no row.
 with employments as (
-    select person_key, paye_ref, start_date as employment_start_date, form
+    select person_id, paye_ref, start_date as employment_start_date, form
     from {{ ref('stg_lake__tax_employments') }}
 ),
 
 eligible_offflows as (
-    select claim_id, person_key, offflow_date
+    select claim_id, person_id, offflow_date
     from {{ ref('int_offflows_classified') }}
     where exclusion_reason is null
        or exclusion_reason not in ('died', 'returned_within_week')
@@ -18,7 +18,7 @@ eligible_offflows as (
 
 candidates as (
     select
-        employments.person_key,
+        employments.person_id,
         employments.paye_ref,
         employments.employment_start_date,
         employments.form,
@@ -28,7 +28,7 @@ candidates as (
             as days_from_offflow
     from employments
     inner join eligible_offflows
-        on eligible_offflows.person_key = employments.person_key
+        on eligible_offflows.person_id = employments.person_id
         and employments.employment_start_date
             >= {{ dbt.dateadd('day', -var('job_window_before_days'), 'eligible_offflows.offflow_date') }}
         and employments.employment_start_date
@@ -36,7 +36,7 @@ candidates as (
 )
 
 select
-    person_key,
+    person_id,
     paye_ref,
     employment_start_date,
     form,
@@ -45,6 +45,6 @@ select
     days_from_offflow
 from candidates
 qualify row_number() over (
-    partition by person_key, paye_ref, employment_start_date
+    partition by person_id, paye_ref, employment_start_date
     order by abs(days_from_offflow), offflow_date desc, cast(claim_id as {{ dbt.type_string() }}) desc
 ) = 1

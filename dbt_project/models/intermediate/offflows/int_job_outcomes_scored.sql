@@ -13,12 +13,12 @@ with credited as (
 ),
 
 offflows as (
-    select claim_id, person_key, benefit_code, is_jsa, points
+    select claim_id, person_id, benefit_code, is_jsa, points
     from {{ ref('int_offflows_scored') }}
 ),
 
 jsa_claim_starts as (
-    select claims.person_key, claims.claim_start_date
+    select claims.person_id, claims.claim_start_date
     from {{ ref('stg_lake__benefit_claims') }} as claims
     inner join {{ ref('benefits') }} as benefits
         on benefits.benefit_code = claims.benefit_code
@@ -28,7 +28,7 @@ jsa_claim_starts as (
 outcomes as (
     select
         offflows.claim_id,
-        offflows.person_key,
+        offflows.person_id,
         offflows.is_jsa,
         offflows.points,
         credited.job_start_date,
@@ -43,7 +43,7 @@ jsa_returns as (
     select distinct outcomes.claim_id
     from outcomes
     inner join jsa_claim_starts
-        on jsa_claim_starts.person_key = outcomes.person_key
+        on jsa_claim_starts.person_id = outcomes.person_id
         and jsa_claim_starts.claim_start_date > outcomes.job_start_date
         and jsa_claim_starts.claim_start_date
             <= {{ dbt.dateadd('day', var('sustained_days'), 'outcomes.job_start_date') }}

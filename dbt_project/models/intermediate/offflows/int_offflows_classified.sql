@@ -2,7 +2,7 @@
 -- first that applies in the order died, retired, returned_within_week, cross_flow,
 -- programme_start; MEASURES.md section 2) and the evidence of that reason (section 16).
 -- Null exclusion_reason = an OPtE off-flow, with null evidence.
--- One pass: each evidence source is joined once, on person_key with range filters (never a
+-- One pass: each evidence source is joined once, on person_id with range filters (never a
 -- cross join), and the same join that decides a condition carries its evidence:
 --   other claims      one join for both returns (same benefit) and cross-flows (other benefit);
 --                     evidence = the earliest-starting qualifying claim, ties to the smallest
@@ -40,7 +40,7 @@ section_1_benefits as (
 claims as (
     select
         claims.claim_id,
-        claims.person_key,
+        claims.person_id,
         claims.benefit_code,
         claims.claim_start_date,
         claims.claim_end_date
@@ -50,7 +50,7 @@ claims as (
 ),
 
 excluding_programme_starts as (
-    select starts.person_key, starts.programme_code, starts.start_date
+    select starts.person_id, starts.programme_code, starts.start_date
     from {{ ref('stg_lake__programme_starts') }} as starts
     inner join {{ ref('programmes') }} as programmes
         on programmes.programme_code = starts.programme_code
@@ -69,7 +69,7 @@ other_claim_matches as (
         claims.claim_start_date as evidence_date
     from offflows
     inner join claims
-        on claims.person_key = offflows.person_key
+        on claims.person_id = offflows.person_id
         and claims.claim_id <> offflows.claim_id
         and claims.claim_start_date
             <= {{ dbt.dateadd('day', [return_days, crossflow_days] | max, 'offflows.offflow_date') }}
@@ -102,7 +102,7 @@ programme_evidence as (
         starts.programme_code as evidence_programme_code
     from offflows
     inner join excluding_programme_starts as starts
-        on starts.person_key = offflows.person_key
+        on starts.person_id = offflows.person_id
         and starts.start_date >= {{ dbt.dateadd('day', -var('programme_window_before_days'), 'offflows.offflow_date') }}
         and starts.start_date <= {{ dbt.dateadd('day', var('programme_window_after_days'), 'offflows.offflow_date') }}
     qualify row_number() over (

@@ -18,16 +18,17 @@ coverage as (
 ),
 
 customers as (
-    select person_key, date_of_birth, date_of_death, area_code from {{ ref('stg_lake__customers') }}
+    select person_id, date_of_birth, date_of_death, area_code from {{ ref('stg_lake__customers') }}
 ),
 
 state_pension_age as (
-    select person_key, state_pension_age_date from {{ ref('int_customers_state_pension_age') }}
+    select person_id, state_pension_age_date from {{ ref('int_customers_state_pension_age') }}
 ),
 
 offflows as (
     select
         claims.claim_id,
+        claims.person_id,
         claims.person_key,
         claims.benefit_code,
         claims.office_code,
@@ -48,6 +49,7 @@ offflows as (
 
 select
     offflows.claim_id,
+    offflows.person_id,
     offflows.person_key,
     offflows.benefit_code,
     offflows.office_code,
@@ -60,7 +62,7 @@ select
     offflows.is_lone_parent,
     offflows.is_disabled,
     offflows.is_before_coverage,
-    customers.person_key is not null as has_customer,
+    customers.person_id is not null as has_customer,
     customers.date_of_birth,
     customers.date_of_death,
     customers.area_code,
@@ -68,6 +70,6 @@ select
 from offflows
 {{ join_office_period('offflows.office_code', 'offflows.offflow_date') }}
 left join customers
-    on customers.person_key = offflows.person_key
+    on customers.person_id = offflows.person_id
 left join state_pension_age
-    on state_pension_age.person_key = offflows.person_key
+    on state_pension_age.person_id = offflows.person_id

@@ -18,7 +18,7 @@ recent_programme_starts as (
     select distinct offflows.claim_id
     from offflows
     inner join {{ ref('stg_lake__programme_starts') }} as starts
-        on starts.person_key = offflows.person_key
+        on starts.person_id = offflows.person_id
         and starts.start_date >= {{ dbt.dateadd('day', -var('new_deal_lookback_days'), 'offflows.offflow_date') }}
         and starts.start_date < offflows.offflow_date
 ),

@@ -5,13 +5,13 @@
 -- back_on_benefit_by_week_k is null (a return could still land), never a partial answer.
 {%- set weeks = var('sustainability_weeks') %}
 with opte_offflows as (
-    select claim_id, person_key, offflow_date, offflow_month
+    select claim_id, person_id, offflow_date, offflow_month
     from {{ ref('int_offflows_classified') }}
     where is_opte
 ),
 
 claims as (
-    select person_key, claim_start_date from {{ ref('int_claims_in_scope') }}
+    select person_id, claim_start_date from {{ ref('int_claims_in_scope') }}
 ),
 
 cutoff as (
@@ -25,7 +25,7 @@ first_returns as (
         min(claims.claim_start_date) as back_on_benefit_date
     from opte_offflows
     inner join claims
-        on claims.person_key = opte_offflows.person_key
+        on claims.person_id = opte_offflows.person_id
         and claims.claim_start_date > opte_offflows.offflow_date
         and claims.claim_start_date <= {{ dbt.dateadd('day', 7 * (weeks | max), 'opte_offflows.offflow_date') }}
     group by opte_offflows.claim_id

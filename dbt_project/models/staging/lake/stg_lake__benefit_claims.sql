@@ -6,6 +6,7 @@ with landed as (
 select
     claim_id,
     person_key,
+    {{ person_id('person_key') }} as person_id,
     benefit_code,
     office_code,
     claim_start_date,

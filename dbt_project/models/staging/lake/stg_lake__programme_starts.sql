@@ -5,6 +5,7 @@ with landed as (
 
 select
     person_key,
+    {{ person_id('person_key') }} as person_id,
     programme_code,
     start_date,
     office_code,

@@ -5,6 +5,7 @@ with landed as (
 
 select
     person_key,
+    {{ person_id('person_key') }} as person_id,
     paye_ref,
     start_date,
     end_date,
