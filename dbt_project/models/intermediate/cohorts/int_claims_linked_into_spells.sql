@@ -5,6 +5,9 @@
 -- One window pass (running max) instead of recursion: claims of earlier spells all end before
 -- the current spell's first claim starts, so the running max over all earlier claims of the
 -- person and benefit is the running max over the current spell's claims.
+{{ config(materialized='incremental', incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}") }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with claims as (
     select
         claims.claim_id,
@@ -14,6 +17,7 @@ with claims as (
         claims.claim_start_date,
         claims.claim_end_date
     from {{ ref('int_claims_in_scope') }} as claims
+    where {{ only_affected_persons('claims.person_id') }}
 ),
 
 running_ends as (

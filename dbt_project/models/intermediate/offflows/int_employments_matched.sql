@@ -4,16 +4,21 @@
 -- d - job_window_before_days <= start <= d + job_window_after_days. The employment goes to the
 -- candidate with the smallest |start - d|; ties to the later off-flow, then to the larger
 -- claim_id compared as text. Employments with no candidate have no row.
+{{ config(materialized='incremental', incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}") }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with employments as (
     select person_id, paye_ref, start_date as employment_start_date, form
     from {{ ref('stg_lake__tax_employments') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 eligible_offflows as (
     select claim_id, person_id, offflow_date
     from {{ ref('int_offflows_classified') }}
-    where exclusion_reason is null
-       or exclusion_reason not in ('died', 'returned_within_week')
+    where (exclusion_reason is null
+           or exclusion_reason not in ('died', 'returned_within_week'))
+      and {{ only_affected_persons('person_id') }}
 ),
 
 candidates as (

@@ -3,18 +3,23 @@
 -- = the off-flow's area-adjusted points, plus sustained_bonus_points when the off-flow was from
 -- JSA and the person has no JSA claim (any, the off-flow's own included) starting in
 -- (job_start_date, job_start_date + sustained_days].
+{{ config(materialized='incremental', incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}") }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with credited as (
     select
         claim_id,
         min(employment_start_date) as job_start_date,
         count(*) as employments_credited
     from {{ ref('int_employments_matched') }}
+    where {{ only_affected_persons('person_id') }}
     group by claim_id
 ),
 
 offflows as (
     select claim_id, person_id, benefit_code, is_jsa, points
     from {{ ref('int_offflows_scored') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 jsa_claim_starts as (
@@ -23,6 +28,7 @@ jsa_claim_starts as (
     inner join {{ ref('benefits') }} as benefits
         on benefits.benefit_code = claims.benefit_code
     where benefits.is_jsa
+      and {{ only_affected_persons('claims.person_id') }}
 ),
 
 outcomes as (
@@ -51,6 +57,7 @@ jsa_returns as (
 
 select
     outcomes.claim_id,
+    outcomes.person_id,
     outcomes.is_jsa,
     outcomes.points,
     outcomes.job_start_date,

@@ -12,6 +12,9 @@
 --   died, retired     evidence = the date of death, the State Pension age date.
 {%- set return_days = var('return_window_days') %}
 {%- set crossflow_days = var('crossflow_window_days') %}
+{{ config(materialized='incremental', incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}") }}
+-- depends_on: {{ ref('int_persons_affected') }}
 {#- The five exclusions in precedence order (MEASURES.md section 2): the condition, and the
     evidence of the reason (section 16) as claim, date and programme code. -#}
 {%- set exclusions = [
@@ -31,6 +34,7 @@
 
 with offflows as (
     select * from {{ ref('int_offflows_identified') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 section_1_benefits as (
@@ -47,6 +51,7 @@ claims as (
     from {{ ref('stg_lake__benefit_claims') }} as claims
     inner join section_1_benefits
         on section_1_benefits.benefit_code = claims.benefit_code
+    where {{ only_affected_persons('claims.person_id') }}
 ),
 
 excluding_programme_starts as (
@@ -55,6 +60,7 @@ excluding_programme_starts as (
     inner join {{ ref('programmes') }} as programmes
         on programmes.programme_code = starts.programme_code
     where programmes.excludes_from_opte
+      and {{ only_affected_persons('starts.person_id') }}
 ),
 
 -- another claim of the person that is a return (same benefit, d <= start <= d +
