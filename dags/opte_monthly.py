@@ -313,14 +313,25 @@ def opte_monthly():
             raise AirflowFailException(f"landing rejected a file of {inbox}: {exc}") from exc
 
     @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed")
-    def check_build_needed(params=None) -> bool:
+    def check_build_needed(params=None, ti=None) -> bool:
+        from measures import refresh
         from measures.config import resolve_home
         from measures.build import build_needed
 
         params = params or {}
-        return params.get("force_build") or build_needed(resolve_home(str(HOME)), params.get("data_cutoff"))
+        home = resolve_home(str(HOME))
+        if not (params.get("force_build") or build_needed(home, params.get("data_cutoff"))):
+            return False
+        # incremental unless measures.refresh says the build must be a full refresh (the producer's
+        # --full-refresh reads this decision; record_build records it)
+        reason = refresh.decide(home, params.get("data_cutoff"))
+        log.info("full refresh: %s" if reason else "incremental build%s", reason or "")
+        refresh.mark_started(home, bool(reason))
+        ti.xcom_push(key="full_refresh", value=reason)
+        return True
 
     defer = watchers_defer()
+    full_refresh_flag = "{{ ti.xcom_pull(task_ids='check_build_needed', key='full_refresh') is not none }}"
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=dbt_manifest(),
@@ -336,7 +347,11 @@ def opte_monthly():
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
                                          invocation_mode=InvocationMode.SUBPROCESS,
                                          dbt_executable_path=str(DBT_LOCKED),
-                                         setup_operator_args={"pool": POOL}),
+                                         setup_operator_args={
+                                             "pool": POOL,
+                                             "full_refresh": full_refresh_flag,
+                                             # like `opte build`: the test suite runs the unit tests
+                                             "dbt_cmd_flags": ["--exclude-resource-type", "unit_test"]}),
         # AFTER_EACH: each model and seed with tests is a group `<node>.run` >> `<node>.test`, the test
         # task reporting its data tests; a test of several models (relationships) is a task of its
         # own after all of them (see tests_on_their_own_tasks).
@@ -359,14 +374,18 @@ def opte_monthly():
     tests_on_their_own_tasks(dbt_build)
 
     @task(outlets=[WAREHOUSE])
-    def record_build(params=None):
+    def record_build(params=None, ti=None):
         from datetime import date
 
+        from measures import refresh
         from measures.config import resolve_home
         from measures.build import record_build as record
 
         cutoff = (params or {}).get("data_cutoff")
-        record(resolve_home(str(HOME)), date.fromisoformat(cutoff) if cutoff else None)
+        home = resolve_home(str(HOME))
+        record(home, date.fromisoformat(cutoff) if cutoff else None,
+               full_refresh=ti.xcom_pull(task_ids="check_build_needed", key="full_refresh"))
+        refresh.mark_completed(home)
 
     @task(outlets=[PUBLICATION], trigger_rule="none_failed", pool=POOL)
     def publish(data_interval_start=None, params=None) -> str:

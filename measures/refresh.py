@@ -112,3 +112,13 @@ def full_refresh_reason(home: Path, target_exists: bool, now: dict, requested: b
         if before.get(key) != now.get(key):
             return label
     return None
+
+
+def decide(home: Path, cutoff: date | str | None = None, requested: bool = False) -> str | None:
+    """`full_refresh_reason` for a build of `home` reading the lake as it stands now (the DAG's
+    dbt task group, which does not go through measures.build.build)."""
+    from measures.build import LakeSnapshot
+    from measures.config import warehouse_path
+
+    extracts = LakeSnapshot.take(Path(home)).extracts(cutoff)
+    return full_refresh_reason(home, warehouse_path(Path(home)).exists(), basis(extracts, cutoff), requested)
