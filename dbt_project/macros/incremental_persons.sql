@@ -4,9 +4,14 @@
     change makes `opte build` a full refresh: measures/refresh.py). An incremental build deletes
     the rows of the persons of int_persons_affected and inserts their recomputed rows. -#}
 
+{#- An incremental run of the current model (never in a unit test, which has no `this`). -#}
+{% macro incremental_run() -%}
+    {{ return(this is not none and is_incremental()) }}
+{%- endmacro %}
+
 {#- pre_hook of an incremental person-level model: drop the affected persons' rows. -#}
 {% macro delete_affected_persons() -%}
-    {%- if is_incremental() -%}
+    {%- if incremental_run() -%}
     delete from {{ this }} where person_id in (select person_id from {{ ref('int_persons_affected') }})
     {%- else -%}
     select 1
@@ -15,7 +20,7 @@
 
 {#- A filter on `person_id_column` to the affected persons, in an incremental run only. -#}
 {% macro only_affected_persons(person_id_column) -%}
-    {%- if is_incremental() -%}
+    {%- if incremental_run() -%}
     {{ person_id_column }} in (select person_id from {{ ref('int_persons_affected') }})
     {%- else -%}
     true

@@ -29,7 +29,7 @@ cells as (
         {%- for week in weeks %},
         sum(case
             when spell_end_date is not null
-                and spell_end_date <= {{ dbt.dateadd('day', 7 * week, 'spell_start_date') }}
+                and spell_end_date <= {{ add_days(7 * week, 'spell_start_date') }}
             then 1 else 0
         end) as offflowed_by_week_{{ week }}
         {%- endfor %}

@@ -42,7 +42,7 @@ flagged as (
         case
             when earlier_claims = 0 then true
             when is_open_before = 1 then false
-            when claim_start_date <= {{ dbt.dateadd('day', var('return_window_days'), 'running_end_before') }}
+            when claim_start_date <= {{ add_days(var('return_window_days'), 'running_end_before') }}
                 then false
             else true
         end as is_spell_first_claim
@@ -50,14 +50,20 @@ flagged as (
 ),
 
 numbered as (
+    -- one more pass, in the same order: the spell number (a running count of spell-first claims)
+    -- and the spell id (the claim_id of the latest spell-first claim so far: this spell's first)
     select
         *,
-        cast(sum(case when is_spell_first_claim then 1 else 0 end) over (
-            partition by person_id, benefit_code
-            order by claim_start_date, claim_id
-            rows between unbounded preceding and current row
-        ) as {{ dbt.type_bigint() }}) as spell_number
+        cast(sum(case when is_spell_first_claim then 1 else 0 end) over claims_so_far
+            as {{ dbt.type_bigint() }}) as spell_number,
+        last_value(case when is_spell_first_claim then claim_id end ignore nulls) over claims_so_far
+            as spell_id
     from flagged
+    window claims_so_far as (
+        partition by person_id, benefit_code
+        order by claim_start_date, claim_id
+        rows between unbounded preceding and current row
+    )
 )
 
 select
@@ -68,9 +74,6 @@ select
     claim_start_date,
     claim_end_date,
     spell_number,
-    first_value(claim_id) over (
-        partition by person_id, benefit_code, spell_number
-        order by claim_start_date, claim_id
-    ) as spell_id,
+    spell_id,
     is_spell_first_claim
 from numbered

@@ -35,9 +35,9 @@ candidates as (
     inner join eligible_offflows
         on eligible_offflows.person_id = employments.person_id
         and employments.employment_start_date
-            >= {{ dbt.dateadd('day', -var('job_window_before_days'), 'eligible_offflows.offflow_date') }}
+            >= {{ add_days(-var('job_window_before_days'), 'eligible_offflows.offflow_date') }}
         and employments.employment_start_date
-            <= {{ dbt.dateadd('day', var('job_window_after_days'), 'eligible_offflows.offflow_date') }}
+            <= {{ add_days(var('job_window_after_days'), 'eligible_offflows.offflow_date') }}
 )
 
 select

@@ -52,7 +52,7 @@ jsa_returns as (
         on jsa_claim_starts.person_id = outcomes.person_id
         and jsa_claim_starts.claim_start_date > outcomes.job_start_date
         and jsa_claim_starts.claim_start_date
-            <= {{ dbt.dateadd('day', var('sustained_days'), 'outcomes.job_start_date') }}
+            <= {{ add_days(var('sustained_days'), 'outcomes.job_start_date') }}
 )
 
 select

@@ -19,10 +19,10 @@
     evidence of the reason (section 16) as claim, date and programme code. -#}
 {%- set exclusions = [
     ('died',
-     "coalesce(offflows.date_of_death <= " ~ dbt.dateadd('day', var('death_grace_days'), 'offflows.offflow_date') ~ ", false)",
+     "coalesce(offflows.date_of_death <= " ~ add_days(var('death_grace_days'), 'offflows.offflow_date') ~ ", false)",
      none, 'offflows.date_of_death', none),
     ('retired',
-     "coalesce(offflows.state_pension_age_date <= " ~ dbt.dateadd('day', var('retirement_grace_days'), 'offflows.offflow_date') ~ ", false)",
+     "coalesce(offflows.state_pension_age_date <= " ~ add_days(var('retirement_grace_days'), 'offflows.offflow_date') ~ ", false)",
      none, 'offflows.state_pension_age_date', none),
     ('returned_within_week', 'other_claims.return_claim_id is not null',
      'other_claims.return_claim_id', 'other_claims.return_start_date', none),
@@ -78,13 +78,13 @@ other_claim_matches as (
         on claims.person_id = offflows.person_id
         and claims.claim_id <> offflows.claim_id
         and claims.claim_start_date
-            <= {{ dbt.dateadd('day', [return_days, crossflow_days] | max, 'offflows.offflow_date') }}
+            <= {{ add_days([return_days, crossflow_days] | max, 'offflows.offflow_date') }}
         and (
             (claims.benefit_code = offflows.benefit_code
              and claims.claim_start_date >= offflows.offflow_date
-             and claims.claim_start_date <= {{ dbt.dateadd('day', return_days, 'offflows.offflow_date') }})
+             and claims.claim_start_date <= {{ add_days(return_days, 'offflows.offflow_date') }})
             or (claims.benefit_code <> offflows.benefit_code
-                and claims.claim_start_date <= {{ dbt.dateadd('day', crossflow_days, 'offflows.offflow_date') }}
+                and claims.claim_start_date <= {{ add_days(crossflow_days, 'offflows.offflow_date') }}
                 and (claims.claim_end_date is null or claims.claim_end_date > offflows.offflow_date))
         )
 ),
@@ -109,8 +109,8 @@ programme_evidence as (
     from offflows
     inner join excluding_programme_starts as starts
         on starts.person_id = offflows.person_id
-        and starts.start_date >= {{ dbt.dateadd('day', -var('programme_window_before_days'), 'offflows.offflow_date') }}
-        and starts.start_date <= {{ dbt.dateadd('day', var('programme_window_after_days'), 'offflows.offflow_date') }}
+        and starts.start_date >= {{ add_days(-var('programme_window_before_days'), 'offflows.offflow_date') }}
+        and starts.start_date <= {{ add_days(var('programme_window_after_days'), 'offflows.offflow_date') }}
     qualify row_number() over (
         partition by offflows.claim_id
         order by starts.start_date, cast(starts.programme_code as {{ dbt.type_string() }})

@@ -23,7 +23,7 @@ recent_programme_starts as (
     from offflows
     inner join {{ ref('stg_lake__programme_starts') }} as starts
         on starts.person_id = offflows.person_id
-        and starts.start_date >= {{ dbt.dateadd('day', -var('new_deal_lookback_days'), 'offflows.offflow_date') }}
+        and starts.start_date >= {{ add_days(-var('new_deal_lookback_days'), 'offflows.offflow_date') }}
         and starts.start_date < offflows.offflow_date
 ),
 

@@ -27,7 +27,7 @@ first_returns as (
     inner join claims
         on claims.person_id = opte_offflows.person_id
         and claims.claim_start_date > opte_offflows.offflow_date
-        and claims.claim_start_date <= {{ dbt.dateadd('day', 7 * (weeks | max), 'opte_offflows.offflow_date') }}
+        and claims.claim_start_date <= {{ add_days(7 * (weeks | max), 'opte_offflows.offflow_date') }}
     group by opte_offflows.claim_id
 )
 
@@ -39,7 +39,7 @@ select
     {%- for week in weeks %},
     case when {{ sustainability_week_is_due('opte_offflows.offflow_month', week, 'cutoff.data_cutoff') }} then
         first_returns.back_on_benefit_date is not null
-        and first_returns.back_on_benefit_date <= {{ dbt.dateadd('day', 7 * week, 'opte_offflows.offflow_date') }}
+        and first_returns.back_on_benefit_date <= {{ add_days(7 * week, 'opte_offflows.offflow_date') }}
     end as back_on_benefit_by_week_{{ week }}
     {%- endfor %}
 from opte_offflows
