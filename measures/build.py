@@ -233,12 +233,9 @@ def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnaps
     for rel, raw in snapshot.manifests.items():
         digest.update(f"{rel}\0".encode())
         digest.update(hashlib.sha256(raw).digest())
-    skip = {"target", "logs", "dbt_packages"}
-    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
-        rel = path.relative_to(DBT_PROJECT_DIR)
-        if path.is_file() and rel.parts[0] not in skip and not rel.name.startswith("."):
-            digest.update(f"dbt/{rel.as_posix()}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for rel, file_digest in refresh.project_files():
+        digest.update(f"dbt/{rel}\0".encode())
+        digest.update(file_digest)
     digest.update(f"cutoff={cutoff}".encode())  # a date prints as YYYY-MM-DD, like the DAG's param
     return digest.hexdigest()
 

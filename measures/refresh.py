@@ -31,17 +31,23 @@ from measures.config import DBT_PROJECT_DIR
 SNAPSHOT_DATASETS = ("offices", "disadvantaged_areas", "opte_targets")
 
 
+def project_files():
+    """(relative path, SHA-256) of each file of the dbt project, in order (not target/ or logs/)."""
+    skip = {"target", "logs", "dbt_packages"}
+    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
+        rel = path.relative_to(DBT_PROJECT_DIR)
+        if path.is_file() and rel.parts[0] not in skip and not rel.name.startswith("."):
+            yield rel.as_posix(), hashlib.sha256(path.read_bytes()).digest()
+
+
 def project_digest() -> str:
     """SHA-256 over the dbt project's files (not target/logs) and the dbt and DuckDB versions."""
     from importlib.metadata import version
 
     digest = hashlib.sha256()
-    skip = {"target", "logs", "dbt_packages"}
-    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
-        rel = path.relative_to(DBT_PROJECT_DIR)
-        if path.is_file() and rel.parts[0] not in skip and not rel.name.startswith("."):
-            digest.update(f"{rel.as_posix()}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for rel, file_digest in project_files():
+        digest.update(f"{rel}\0".encode())
+        digest.update(file_digest)
     for package in ("dbt-core", "dbt-duckdb", "duckdb"):
         digest.update(f"{package}={version(package)}\0".encode())
     return digest.hexdigest()
