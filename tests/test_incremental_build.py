@@ -139,7 +139,3 @@ def test_incremental_builds_equal_full_refreshes(tmp_path):
         moved_offflow = con.execute("select offflow_date = claim_start_date from marts.offflow_events "
                                     "where claim_id = ?", [moved]).fetchall()
     assert moved_offflow in ([(True,)], [])  # the moved off-flow now ends on its start day (or is out of scope)
-
-    # --full-refresh is honoured and recorded
-    build(home, full_refresh=True)
-    assert recorded_refresh(home) == "asked for (--full-refresh)"
