@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from ingest.landing import land_inbox
@@ -51,6 +52,12 @@ def land_files(home: Path, files: list[Path], root: Path, stage: Path) -> None:
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict]]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return table.column_names, [{k: None if v is None else str(v) for k, v in r.items()}
+                                    for r in table.to_pylist()]
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
     return list(reader.fieldnames), list(reader)
@@ -66,13 +73,17 @@ def write_rows(path: Path, header: list[str], rows: list[dict]) -> None:
 
 
 def corrected_delivery(inbox: Path, stage: Path) -> tuple[Path, int, str]:
-    """A correction of an earlier benefit_claims delivery (same file name): one ended claim ends
+    """A correction of an earlier (May to August) benefit_claims CSV delivery (same file name): one ended claim ends
     earlier (its off-flow moves), one row is withdrawn (its claim's earlier version, if any, is
     current again). Returns the corrected file, how many rows it has, and the claim moved."""
     source = next(p for p in sorted((inbox / "benefit_claims").iterdir())
-                  if "20090731" in p.name and p.suffix in (".csv", ".gz"))
+                  if "20090531" <= p.name[15:23] <= "20090831" and p.suffix in (".csv", ".gz"))
     header, rows = read_rows(source)
-    moved = next(r for r in rows if r["claim_end_date"] and r["claim_end_date"] > r["claim_start_date"])
+    later = {r["claim_id"] for p in (inbox / "benefit_claims").iterdir() if p.name[15:23] > source.name[15:23]
+             for r in read_rows(p)[1]}  # claims delivered again later: the July version is not current
+    moved = next(r for r in rows if r["claim_id"] not in later and r["benefit_code"] in ("JSA", "ESA", "IS")
+                 and r["claim_end_date"]
+                 and r["claim_end_date"] > r["claim_start_date"] >= WORLD["start"] + "-01")
     moved["claim_end_date"] = moved["claim_start_date"]
     withdrawn = next(r for r in rows if r is not moved)
     rows = [r for r in rows if r is not withdrawn]
@@ -126,16 +137,16 @@ def test_incremental_builds_equal_full_refreshes(tmp_path):
     assert recorded_refresh(home) is None  # incremental
     assert_same_warehouse(home, tmp_path / "fresh_1")
 
-    # a correction of the July claims delivery, landed with the next month
+    # a correction of an earlier claims delivery, landed with the next month
     corrected, rows, moved = corrected_delivery(inboxes["2009-10"], tmp_path / "stage_2")
+    extract_date = f"{corrected.name[15:19]}-{corrected.name[19:21]}-{corrected.name[21:23]}"
     land_files(home, new_files(inboxes["2009-09"], inboxes["2009-10"]), inboxes["2009-10"], tmp_path / "stage_2")
-    manifest = json.loads(next((home / "lake" / "_manifests" / "benefit_claims").glob("2009-07-31.json")).read_text())
+    manifest = json.loads((home / "lake" / "_manifests" / "benefit_claims" / f"{extract_date}.json").read_text())
     assert manifest["rows_landed"] == rows  # the correction replaced the earlier delivery
     build(home)
     assert recorded_refresh(home) is None
     assert_same_warehouse(home, tmp_path / "fresh_2")
-    import duckdb
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         moved_offflow = con.execute("select offflow_date = claim_start_date from marts.offflow_events "
                                     "where claim_id = ?", [moved]).fetchall()
-    assert moved_offflow in ([(True,)], [])  # the moved off-flow now ends on its start day (or is out of scope)
+    assert moved_offflow == [(True,)]  # the corrected off-flow ends on its start day
