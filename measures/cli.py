@@ -69,7 +69,7 @@ def cmd_land(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from measures.build import build
 
-    build(resolve_home(args.home), cutoff=args.cutoff)
+    build(resolve_home(args.home), cutoff=args.cutoff, full_refresh=args.full_refresh)
     return 0
 
 
@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build and test the warehouse with dbt")
     p.add_argument("--cutoff", type=_day, default=None,
                    help="data cut-off YYYY-MM-DD: use only extracts dated on or before it")
+    p.add_argument("--full-refresh", action="store_true",
+                   help="build from an empty working database (a killed or failed build makes the next one "
+                        "a full refresh by itself)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("publish", help="write one report month's published tables")
