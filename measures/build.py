@@ -293,6 +293,9 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
     with locks.warehouse_lock(home, shared=False, who="release"), \
             locks.lake_lock(home, shared=True, who="release"):
         state = release.work_state(home)
+        if state.get("completed") and release.current_record(home).get("build_id") == state.get("build_id"):
+            log.info("build %s is released already (a retry of the release step)", state["build_id"])
+            return home / "build_info.json"
         if state.get("completed") is not False:
             raise OpteError(f"no build of {work_database_path(home)} to release (its state: "
                             f"{'completed, already released' if state else 'none'}); run the dbt build first")

@@ -282,17 +282,22 @@ def _view_sql(schema: str, table: str, entry: dict, folder: Path, reader) -> str
 
 
 def _previous_index(home: Path) -> dict:
-    record = current_record(home)
-    snapshot = record.get("snapshot")
+    """The index of the snapshot the warehouse reads now, if it is this home's (a copied home's
+    catalog may still name the original's files: its own copy of that snapshot is used)."""
+    try:
+        snapshot = current_record(home).get("snapshot")
+    except OpteError:
+        return {}
     if not snapshot:
         return {}
+    folder = snapshots_dir(home) / Path(snapshot).name
     try:
-        index = json.loads((Path(snapshot) / INDEX).read_text())
+        index = json.loads((folder / INDEX).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     import duckdb
 
-    return index if index.get("duckdb_version") == duckdb.__version__ else {}
+    return {**index, "folder": str(folder)} if index.get("duckdb_version") == duckdb.__version__ else {}
 
 
 def write_catalog(path: Path, snapshot: Path, index: dict, record: dict) -> None:
