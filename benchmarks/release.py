@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _measure import folder_size_mb, measure  # noqa: E402
+from _measure import folder_size_mb, measure, report  # noqa: E402
 
 from measures.config import code_version, warehouse_path, work_database_path  # noqa: E402
 
@@ -102,12 +102,7 @@ def main() -> None:
               f"| working database ({work_database_path(home).name}) | {work_database_path(home).stat().st_size / 2**20:,.1f} |",
               f"| snapshot ({snapshot.name}) | {folder_size_mb(snapshot):,.1f} |",
               f"| catalog ({warehouse_path(home).name}) | {warehouse_path(home).stat().st_size / 2**20:,.2f} |"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = HERE / "out"
-    out.mkdir(exist_ok=True)
-    with open(out / "results.md", "a") as fh:
-        fh.write(text)
+    report("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
