@@ -141,15 +141,19 @@ def current_record(home: Path) -> dict:
     home = Path(home)
     path = warehouse_path(home)
     if path.exists():
+        # attached to an in-memory database of its own: never DuckDB's per-process instance of the
+        # file that a connection of this process may hold with other settings
+        con = duckdb.connect(config={"threads": 1, "memory_limit": "64MB"})
         try:
-            con = duckdb.connect(str(path), read_only=True, config={"threads": 1, "memory_limit": "64MB"})
-        except duckdb.Error as exc:
-            raise OpteError(f"the warehouse {path} cannot be opened: {' '.join(str(exc).split())}") from exc
-        try:
-            has = con.execute("select count(*) from information_schema.tables where table_schema = ? "
-                              "and table_name = ?", [RECORD_SCHEMA, RECORD_TABLE]).fetchone()[0]
+            try:
+                con.execute(f"attach '{_literal(str(path))}' as catalog (read_only)")
+            except duckdb.Error as exc:
+                raise OpteError(f"the warehouse {path} cannot be opened: {' '.join(str(exc).split())}") from exc
+            has = con.execute("select count(*) from information_schema.tables where table_catalog = 'catalog' "
+                              "and table_schema = ? and table_name = ?", [RECORD_SCHEMA, RECORD_TABLE]).fetchone()[0]
             if has:
-                return json.loads(con.execute(f"select record from {RECORD_SCHEMA}.{RECORD_TABLE}").fetchone()[0])
+                return json.loads(con.execute(
+                    f"select record from catalog.{RECORD_SCHEMA}.{RECORD_TABLE}").fetchone()[0])
         finally:
             con.close()
     info = home / "build_info.json"
@@ -183,6 +187,10 @@ def _relations(con) -> list[tuple[str, str]]:
                        "where table_type = 'BASE TABLE' order by 1, 2").fetchall()
     wanted = set(RELEASED_RELATIONS)
     return [(s, t) for s, t in rows if s in RELEASED_SCHEMAS or (s, t) in wanted]
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _q(name: str) -> str:
@@ -343,6 +351,14 @@ def release(home: Path, record: dict, reuse: bool = True) -> dict:
     tmp = root / f".{build_id}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:  # the snapshot readers of the catalog read now: kept, whatever happens
+        referenced = current_record(home).get("snapshot")
+    except OpteError as exc:
+        referenced = None
+        log.warning("cannot tell which snapshot the warehouse reads (%s): no old snapshot is removed", exc)
+        keep_all = True
+    else:
+        keep_all = False
     previous = _previous_index(home) if reuse else {}
     stats = {"rows": 0, "files_written": 0, "files_linked": 0, "hash_seconds": 0.0, "write_seconds": 0.0}
     work = work_database_path(home)
@@ -385,7 +401,7 @@ def release(home: Path, record: dict, reuse: bool = True) -> dict:
     (final / "build_info.json").write_text(json.dumps(record, indent=2) + "\n")
     _write_json(home / "build_info.json", record)
     _write_json(work_dir(home) / WORK_STATE, {**state, "build_id": build_id, "completed": True})
-    removed = prune(home, keep={final.name, Path(previous.get("folder", "")).name})
+    removed = [] if keep_all else prune(home, keep={final.name, Path(referenced or "").name})
     log.info("released build %s in %.1f s: %s rows, %d file(s) written, %d unchanged file(s) linked; "
              "hashing %.1f s, writing %.1f s, catalog %.1f s; %d old snapshot(s) removed", build_id,
              time.monotonic() - started, f"{stats['rows']:,}", stats["files_written"], stats["files_linked"],
