@@ -51,3 +51,14 @@ def measure(label: str, cmd: list[str], env: dict | None = None, poll: float = 0
 def folder_size_mb(path) -> float:
     from pathlib import Path
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def report(text: str) -> None:
+    """Print a benchmark's Markdown and append it to benchmarks/out/results.md."""
+    from pathlib import Path
+
+    print(text)
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    with open(out / "results.md", "a") as fh:
+        fh.write(text)

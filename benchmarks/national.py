@@ -65,7 +65,7 @@ def task_split(airflow_db: Path) -> dict[str, float]:
     dbt_ends = [end for t, (_, end) in times.items() if t.startswith("dbt_build.")]
     tail = (max(dbt_ends) - times[producer][1]).total_seconds() if producer in times and dbt_ends else 0.0
     return {"land": seconds("land"), "the one dbt build (producer task)": seconds(producer),
-            "watchers after the build": tail, "record_build": seconds("record_build"), "publish": seconds("publish")}
+            "watchers after the build": tail, "release": seconds("release"), "publish": seconds("publish")}
 
 
 # the models of MEASURES.md sections 9 and 12-16 (coverage start, proxy, sustainability, agreement,

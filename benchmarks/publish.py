@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _measure import measure  # noqa: E402
+from _measure import measure, report  # noqa: E402
 
 from measures.config import code_version  # noqa: E402
 
@@ -105,12 +105,7 @@ def main() -> None:
              *[m.row() for m in rows], "", "| file | size |", "|---|---|",
              *[f"| {k} | {v:,} |" if k == "district pages" else f"| {k} | {v / 1024:,.0f} KB |"
               for k, v in size.items()]]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = HERE / "out"
-    out.mkdir(exist_ok=True)
-    with open(out / "results.md", "a") as fh:
-        fh.write(text)
+    report("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ of their interval. A manual run (UI "Trigger", `airflow dags trigger -l 2011-04-
 | task id | does |
 |---|---|
 | `land` | lands the inbox (param `inbox`, else env `OPTE_INBOX`); skipped when neither is set. An inbox that is not there (yet) is retried; a file rejected whole fails the task at once with an `OPTE ALERT` line, and the run stops before building or publishing |
-| `check_build_needed` | skips the dbt tasks when the warehouse was already built by this DAG from the same landed extracts, dbt project files and vars (param `force_build` rebuilds anyway) |
+| `check_build_needed` | skips the dbt tasks when the warehouse was already built by this DAG from the same landed extracts, dbt project files and vars (param `force_build` rebuilds anyway); else marks the working database as being built (a build that then fails leaves it incomplete, and the next build is a full refresh) |
 | `dbt_build.dbt_producer_watcher` | the one `dbt build` (models, seeds, data and unit tests), in pool `opte_warehouse`; its log is dbt's log |
 | `dbt_build.<model>.run` / `dbt_build.<seed>.seed` (`<node>_seed`, `<node>_run` when it has no tests) | one task per model / seed: succeeds or fails when the build reaches that node |
 | `dbt_build.<node>.test` | the data tests of that one node |
 | `dbt_build.<test>_test` | a test of several nodes (relationships), after all of them |
 | `dbt_build.dbt_producer_watcher_done` | Cosmos's gate after the build task (see Retries) |
-| `record_build` | writes `<home>/build_info.json` (code version, cut-off requested, parameters, build fingerprint) |
+| `release` | releases what dbt built (measures.release): the marts as a snapshot read through a new `<home>/warehouse.duckdb`, swapped in atomically, with the build record (also `<home>/build_info.json`: code version, cut-off requested, parameters, build fingerprint, `completed`) |
 | `publish` | publishes the report month (`measures.publish.publish_month`; also the external files when param `external` is true) |
 
 The watcher tasks wait in the **triggerer** (deferrable, no worker slot held) when Airflow's
@@ -34,13 +34,16 @@ under `airflow dags test` / `dag.test()` (which run tasks one by one in one proc
 every 5 s in reschedule mode. A failed model fails its own task, with dbt's error in the log; the
 tasks after it end `upstream_failed`, and nothing is published.
 
-Assets (outlets): `opte_lake` (land), `opte_warehouse` (record_build), `opte_publication` (publish).
+Assets (outlets): `opte_lake` (land), `opte_warehouse` (release), `opte_publication` (publish).
 Their URIs point into `OPTE_HOME`: one Airflow deployment (metadata database) serves one home
 folder; give another home its own deployment (Airflow refuses an asset name whose URI changes).
 
 ## Single writer for DuckDB
-DuckDB allows one writing process per database file. The build task and `publish` open the
-warehouse, and both run in the Airflow **pool `opte_warehouse` with one slot**, across runs as
+DuckDB allows one writing process per database file. dbt writes the home's private working
+database (`<home>/.build/work.duckdb`), which only builds open; readers, `publish` included,
+open `<home>/warehouse.duckdb`, which only the release replaces (a new file, swapped in), so a
+reader never sees a half-built warehouse and never stands in a build's way. The build task and
+`publish` run in the Airflow **pool `opte_warehouse` with one slot**, across runs as
 well as within one (`max_active_runs=1` keeps scheduled runs in order; a backfill keeps its own
 `--max-active-runs`). The watcher tasks stay out of the pool: they only read the build's results
 from Airflow, and in the pool they would wait behind the build that they watch. Every dbt
@@ -314,20 +317,17 @@ def opte_monthly():
 
     @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed")
     def check_build_needed(params=None, ti=None) -> bool:
-        from measures import refresh
+        from measures.build import begin_build, build_needed
         from measures.config import resolve_home
-        from measures.build import build_needed
 
         params = params or {}
         home = resolve_home(str(HOME))
         if not (params.get("force_build") or build_needed(home, params.get("data_cutoff"))):
             return False
-        # incremental unless measures.refresh says the build must be a full refresh (the producer's
-        # --full-refresh reads this decision; record_build records it)
-        reason = refresh.decide(home, params.get("data_cutoff"))
-        log.info("full refresh: %s" if reason else "incremental build%s", reason or "")
-        refresh.mark_started(home, bool(reason))
-        ti.xcom_push(key="full_refresh", value=reason)
+        # from here until `release` the working database is incomplete; incremental unless
+        # measures.refresh says the build must be a full refresh (the producer's --full-refresh reads it)
+        state = begin_build(home, params.get("data_cutoff"))
+        ti.xcom_push(key="full_refresh", value=state["full_refresh_reason"])
         return True
 
     defer = watchers_defer()
@@ -373,19 +373,15 @@ def opte_monthly():
 
     tests_on_their_own_tasks(dbt_build)
 
-    @task(outlets=[WAREHOUSE])
-    def record_build(params=None, ti=None):
+    @task(outlets=[WAREHOUSE], pool=POOL)
+    def release(params=None):
         from datetime import date
 
-        from measures import refresh
-        from measures.config import resolve_home
         from measures.build import record_build as record
+        from measures.config import resolve_home
 
         cutoff = (params or {}).get("data_cutoff")
-        home = resolve_home(str(HOME))
-        record(home, date.fromisoformat(cutoff) if cutoff else None,
-               full_refresh=ti.xcom_pull(task_ids="check_build_needed", key="full_refresh"))
-        refresh.mark_completed(home)
+        record(resolve_home(str(HOME)), date.fromisoformat(cutoff) if cutoff else None)
 
     @task(outlets=[PUBLICATION], trigger_rule="none_failed", pool=POOL)
     def publish(data_interval_start=None, params=None) -> str:
@@ -405,7 +401,7 @@ def opte_monthly():
             raise AirflowFailException(str(exc)) from exc
         return str(folder)
 
-    land() >> check_build_needed() >> dbt_build >> record_build() >> publish()
+    land() >> check_build_needed() >> dbt_build >> release() >> publish()
 
 
 opte_monthly()

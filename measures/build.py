@@ -1,16 +1,20 @@
 """`opte build`: build and test the warehouse with dbt (models, seeds, data tests, unit tests).
 
 dbt runs as a subprocess so that each build gets a clean dbt state and its own environment
-(`OPTE_HOME` points the profile at `<home>/warehouse.duckdb`); it is started through
-`measures.dies_with_parent`, so it dies with the build whatever kills the build.
+(`OPTE_HOME` points the profile at the build's private working database,
+`<home>/.build/work.duckdb`); it is started through `measures.dies_with_parent`, so it dies with
+the build whatever kills the build. When dbt's models and tests pass, the build is released
+(measures.release): readers of `<home>/warehouse.duckdb` go from the whole previous build to the
+whole new one in one atomic step, and a failed or killed build leaves them the previous one.
 
 A build holds, for its whole run (measures.locks): the home's warehouse lock exclusively (one
 writer; publishers wait for it) and the lake lock shared (no landing commits while it runs).
 Under them it takes a `LakeSnapshot`, the landing manifests as they stand, checks it (every
 dataset landed within the cut-off, one pseudonym key) and checks that no process outside the
-protocol holds DuckDB's lock on the warehouse (an orphaned dbt, an analyst's connection):
-those are named in one line rather than met as a dbt traceback. The build record
-(`build_info.json`) names exactly the extracts of the snapshot the build read.
+protocol holds DuckDB's lock on the working database (an orphaned dbt, someone who opened it):
+those are named in one line rather than met as a dbt traceback. Readers of the warehouse itself
+never stand in a build's way. The build record (in the warehouse and `build_info.json`) names
+exactly the extracts of the snapshot the build read.
 """
 from __future__ import annotations
 
@@ -28,9 +32,9 @@ from pathlib import Path
 
 import yaml
 
-from measures import locks, refresh
+from measures import locks, refresh, release
 from measures.config import (DATASETS, DATASETS_INCREMENTAL, DBT_PROJECT_DIR, code_version, lake_dir,
-                             warehouse_path)
+                             warehouse_path, work_database_path, work_dir)
 from measures.errors import OpteError
 
 log = logging.getLogger("opte.build")
@@ -137,12 +141,13 @@ def check_lake_ready(home: Path, snapshot: LakeSnapshot | None = None, cutoff: d
 
 
 def check_warehouse_free(home: Path) -> None:
-    """No process outside our locks may hold DuckDB's lock on the warehouse when dbt starts.
+    """No process outside our locks may hold DuckDB's lock on the working database when dbt starts.
 
-    Called holding the warehouse lock, so any holder is not a build or publisher of this home:
-    an orphaned dbt (a writer) or an analyst's connection (a reader). Named, in one line.
+    Called holding the warehouse lock, so any holder is not a build of this home: an orphaned
+    dbt (a writer) or someone who opened the working database (a reader). Named, in one line.
+    (Readers of `warehouse.duckdb`, the released catalog, are no concern of a build.)
     """
-    path = warehouse_path(home)
+    path = work_database_path(home)
     found = locks.holders(path)
     if found:
         raise OpteError(warehouse_busy_message(path, found))
@@ -151,11 +156,12 @@ def check_warehouse_free(home: Path) -> None:
 def warehouse_busy_message(path: Path, found: list[locks.Holder]) -> str:
     writers = [h for h in found if h.mode == "WRITE"]
     if writers:
-        return (f"the warehouse {path} is held open for writing by {locks.describe(writers)}, outside any "
+        return (f"the working database {path} is held open for writing by {locks.describe(writers)}, outside any "
                 "`opte build` of this home: if it is a dbt left over from a killed build, stop it "
                 f"(kill {writers[0].pid}), else wait for it to finish; then rerun `opte build`")
-    return (f"the warehouse {path} is open read-only in {locks.describe(found)}; a build needs it to itself: "
-            f"close that connection (or stop pid {found[0].pid}) and rerun `opte build`")
+    return (f"the working database {path} is open read-only in {locks.describe(found)}; a build needs it to "
+            f"itself (analysts read {path.parent.parent / 'warehouse.duckdb'} instead): close that connection "
+            f"(or stop pid {found[0].pid}) and rerun `opte build`")
 
 
 # ---------------------------------------------------------------- running dbt
@@ -203,6 +209,7 @@ def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
     cmd = [sys.executable, "-m", "measures.dies_with_parent", str(os.getpid()), *dbt]
     run_results = home / "dbt" / "target" / "run_results.json"
     with locks.warehouse_lock(home, shared=False, who=f"`dbt {' '.join(args[:2])}`"):
+        work_dir(home).mkdir(parents=True, exist_ok=True)
         check_warehouse_free(home)
         log.info("running %s", " ".join(dbt[:2]))
         run_results.unlink(missing_ok=True)  # never report the failures of an earlier run
@@ -211,10 +218,10 @@ def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
     if proc.returncode != 0:
         output = proc.stdout + "\n" + proc.stderr
         busy = _DUCKDB_LOCK.search(output)
-        if busy and Path(busy["path"]) == warehouse_path(home):  # a reader came in after the check
+        if busy and Path(busy["path"]) == work_database_path(home):  # a reader came in after the check
             pid = int(busy["pid"])
             mode = "READ" if "read-only mode" in output else "WRITE"
-            raise OpteError(warehouse_busy_message(warehouse_path(home),
+            raise OpteError(warehouse_busy_message(work_database_path(home),
                                                    [locks.Holder(pid, locks.command_of(pid), mode)]))
         failed = _failures(run_results)
         detail = "; ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
@@ -241,31 +248,27 @@ def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnaps
 
 
 def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
-    """True unless the warehouse exists and its build_info.json records the current fingerprint."""
-    info_path = Path(home) / "build_info.json"
-    if not warehouse_path(Path(home)).exists() or not info_path.exists():
+    """True unless the warehouse exists and its build record has the current fingerprint."""
+    if not warehouse_path(Path(home)).exists():
         return True
     try:
-        recorded = json.loads(info_path.read_text()).get("fingerprint")
-    except json.JSONDecodeError:
+        recorded = release.current_record(Path(home)).get("fingerprint")
+    except OpteError:
         return True
     needed = recorded != build_fingerprint(Path(home), cutoff)
     log.info("warehouse %s", "must be rebuilt" if needed else "is up to date with the lake and dbt project: no rebuild")
     return needed
 
 
-def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None,
-                 snapshot: LakeSnapshot | None = None, full_refresh: str | None = None) -> Path:
-    """Write `<home>/build_info.json`: what made the warehouse (code version, cut-off requested,
-    measure parameters, the landed extracts read: dataset, extract date, source file, SHA-256)
-    and the build fingerprint that lets the DAG skip an unchanged rebuild.
-
-    Called by `build` (with the snapshot it took before dbt started) and by the DAG after its
-    Cosmos tasks built the warehouse (without one: the manifests as they are then).
-    """
+def build_record(home: Path, cutoff: date | str | None, seconds: float | None = None,
+                 snapshot: LakeSnapshot | None = None) -> dict:
+    """What made the warehouse: code version, cut-off requested, measure parameters, the landed
+    extracts read (dataset, extract date, source file, SHA-256) and the build fingerprint that
+    lets the DAG skip an unchanged rebuild. `release` adds the build id, `completed` and the
+    snapshot, and writes it into the warehouse and `<home>/build_info.json`."""
     snapshot = snapshot or LakeSnapshot.take(home)
     keys = sorted(snapshot.key_fingerprints())
-    info = {
+    return {
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "cutoff_requested": str(cutoff) if cutoff else None,
@@ -274,47 +277,83 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
         "fingerprint": build_fingerprint(Path(home), cutoff, snapshot),
         "key_fingerprint": keys[0] if len(keys) == 1 else None,
         "input_extracts": snapshot.extracts(cutoff),
-        "full_refresh": full_refresh,
         # what the next build compares to decide whether it may be incremental (measures.refresh)
         "incremental_basis": refresh.basis(snapshot.extracts(cutoff), cutoff),
     }
-    path = Path(home) / "build_info.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path)
-    return path
 
 
 # unit tests are run by the test suite (tests/test_dbt_unit_tests.py), not by production builds
 BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
 
 
+def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None,
+                 snapshot: LakeSnapshot | None = None) -> Path:
+    """Release the working database that dbt built (the DAG's step after its Cosmos tasks, which
+    build it; `opte build` does the same in `build`), with its build record; returns
+    `<home>/build_info.json`. Without `snapshot`, the record names the manifests as they are now.
+    """
+    home = Path(home)
+    with locks.warehouse_lock(home, shared=False, who="release"), \
+            locks.lake_lock(home, shared=True, who="release"):
+        state = release.work_state(home)
+        if state.get("completed") and release.current_record(home).get("build_id") == state.get("build_id"):
+            log.info("build %s is released already (a retry of the release step)", state["build_id"])
+            return home / "build_info.json"
+        if state.get("completed") is not False:
+            raise OpteError(f"no build of {work_database_path(home)} to release (its state: "
+                            f"{'completed, already released' if state else 'none'}); run the dbt build first")
+        release.release(home, build_record(home, cutoff, seconds, snapshot))
+    return home / "build_info.json"
+
+
+def _begin(home: Path, snapshot: LakeSnapshot, cutoff: date | str | None, full_refresh: bool) -> dict:
+    """Decide whether this build is incremental (measures.refresh) and mark the working database as
+    being built (measures.release.begin: a full refresh starts from an empty file). Call holding the
+    warehouse lock. Returns the working state (`full_refresh_reason` None for an incremental build)."""
+    reason = refresh.full_refresh_reason(home, work_database_path(home).exists(),
+                                         refresh.basis(snapshot.extracts(cutoff), cutoff), full_refresh)
+    log.info("full refresh: %s" if reason else "incremental build%s", reason or "")
+    return release.begin(home, reason)
+
+
+def begin_build(home: Path, cutoff: date | str | None = None, full_refresh: bool = False) -> dict:
+    """`_begin` for the DAG (whose Cosmos tasks then run dbt), holding the warehouse lock."""
+    home = Path(home)
+    with locks.warehouse_lock(home, shared=False, who="begin build"):
+        return _begin(home, LakeSnapshot.take(home), cutoff, full_refresh)
+
+
+def dbt_build_args(state: dict) -> list[str]:
+    """`dbt build` without the unit tests (the test suite runs each once: tests/test_dbt_unit_tests.py),
+    with `--full-refresh` when the build is one."""
+    return BUILD_ARGS + (["--full-refresh"] if state.get("full_refresh") else [])
+
+
 def build(home: Path, cutoff: date | None = None, full_refresh: bool = False) -> Path:
-    """Build and test the warehouse from the landed lake; returns the warehouse path.
+    """Build and test the warehouse from the landed lake, then release it; returns the warehouse path.
 
     Incremental when it may be (measures.refresh decides; `full_refresh` forces a full refresh).
 
     Waits for a running landing, build or publisher of the home (saying so), then reads the lake
-    as it stands, which no landing can change until the build ends. Records what made the
-    warehouse in `<home>/build_info.json` (see `record_build`).
+    as it stands, which no landing can change until the build ends. dbt builds the working
+    database; only when every model and test passed is it released (measures.release), with the
+    record of what made it (see `build_record`). A build that fails or is killed leaves readers
+    the previous warehouse, and makes the next build a full refresh.
     """
     home = Path(home)
     with locks.warehouse_lock(home, shared=False, who="opte build"), \
             locks.lake_lock(home, shared=True, who="opte build"):
         snapshot = LakeSnapshot.take(home)
         check_lake_ready(home, snapshot, cutoff)
-        reason = refresh.full_refresh_reason(home, warehouse_path(home).exists(),
-                                             refresh.basis(snapshot.extracts(cutoff), cutoff), full_refresh)
-        log.info("full refresh: %s" if reason else "incremental build%s", reason or "")
+        check_warehouse_free(home)
         started = time.monotonic()
-        refresh.mark_started(home, bool(reason))
-        run_dbt(home, BUILD_ARGS + (["--full-refresh"] if reason else []), cutoff)
+        state = _begin(home, snapshot, cutoff, full_refresh)
+        run_dbt(home, dbt_build_args(state), cutoff)
         seconds = time.monotonic() - started
         if LakeSnapshot.take(home) != snapshot:  # only a landing that ignores the lake lock could do this
             raise OpteError(f"the landed manifests under {lake_dir(home)} changed while the warehouse was built; "
-                            "the build is not recorded: run `opte build` again")
-        record_build(home, cutoff, seconds, snapshot, full_refresh=reason)
-        refresh.mark_completed(home)
+                            "the build is not released: run `opte build` again")
+        release.release(home, build_record(home, cutoff, seconds, snapshot))
     log.info("warehouse built in %.1f s from %d landed extract(s): %s", seconds,
              len(snapshot.extracts(cutoff)), warehouse_path(home))
     return warehouse_path(home)

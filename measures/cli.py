@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=_day, default=None,
                    help="data cut-off YYYY-MM-DD: use only extracts dated on or before it")
     p.add_argument("--full-refresh", action="store_true",
-                   help="rebuild every incremental table from the whole lake (a build decides this "
-                        "itself when the dbt project, the cut-off or a snapshot dataset changed)")
+                   help="rebuild from an empty working database, every incremental table from the "
+                        "whole lake (a build decides this itself when the dbt project, the cut-off or a "
+                        "snapshot dataset changed, or when the previous build was killed or failed)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("publish", help="write one report month's published tables")

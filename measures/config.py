@@ -33,7 +33,23 @@ def lake_dir(home: Path) -> Path:
 
 
 def warehouse_path(home: Path) -> Path:
+    """What readers open: a small catalog of views over the released snapshot (measures.release)."""
     return home / "warehouse.duckdb"
+
+
+def work_dir(home: Path) -> Path:
+    """The build's private folder: dbt's target database and its state (measures.release)."""
+    return home / ".build"
+
+
+def work_database_path(home: Path) -> Path:
+    """dbt's target database: every model, incremental state included; only builds open it."""
+    return work_dir(home) / "work.duckdb"
+
+
+def snapshots_dir(home: Path) -> Path:
+    """The released, immutable snapshots: `<home>/snapshots/<build_id>/<schema>/<table>/*.parquet`."""
+    return home / "snapshots"
 
 
 def publish_dir(home: Path) -> Path:

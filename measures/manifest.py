@@ -23,16 +23,16 @@ def sha256_file(path: Path) -> str:
 def input_extracts(home: Path) -> list[dict]:
     """The landed extracts the warehouse was built from: one entry per landing manifest.
 
-    The build record's list (`build_info.json` `input_extracts`: the manifests as they stood when
+    The build record's list (`input_extracts` of the warehouse's own record, as `build_info.json`
+    has it: the manifests as they stood when
     the build started, within its cut-off) when it has one; else, for a warehouse built before
     builds recorded it, `<home>/lake/_manifests/<dataset>/<date>.json` as they are now (the
     current delivery of each extract, with its source file name and SHA-256), sorted by dataset
     and extract date.
     """
-    try:
-        recorded = json.loads((Path(home) / "build_info.json").read_text()).get("input_extracts")
-    except (OSError, json.JSONDecodeError):
-        recorded = None
+    from measures.release import current_record
+
+    recorded = current_record(Path(home)).get("input_extracts")
     if recorded is not None:
         return recorded
     out = []

@@ -2,8 +2,8 @@
 
 The Airflow DAG (dags/opte_monthly.py) runs the same steps as separate tasks: `land`
 and `publish_month` are called from there as they are here; the build is split into one
-task per dbt model by Cosmos, after which `record_build` writes the same build_info.json
-that `opte build` writes.
+task per dbt model by Cosmos, after which its `release` task releases the warehouse with the
+same build record that `opte build` writes (measures.release).
 
 A backfill publishes every month in a range from **one** build of the warehouse, so every
 month reflects one data cut-off: the lake as it is now (later extracts, corrections and late

@@ -157,9 +157,12 @@ def connect(home: Path):
     """A read-only connection to the built warehouse (publishing never writes to it)."""
     import duckdb
 
+    from measures.release import check_complete
+
     path = warehouse_path(home)
     if not path.exists():
         raise OpteError(f"no warehouse at {path}; run `opte build` (or `opte run`) first")
+    check_complete(home)
     con = duckdb.connect(str(path), read_only=True, config={"memory_limit": "256MB", "threads": 2})
     present = marts_columns(con)
     missing = [t for t in CONTRACT_TABLES if t not in present]
@@ -211,8 +214,10 @@ def data_cutoff(con, home: Path) -> date:
 
 
 def build_info(home: Path) -> dict:
-    path = home / "build_info.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    """The build record of the warehouse as readers open it (measures.release.current_record)."""
+    from measures.release import current_record
+
+    return current_record(Path(home))
 
 
 def available_months(con, cutoff: date) -> tuple[date, date]:

@@ -8,8 +8,8 @@ refresh when nothing else the state was built from has changed, so a build is a 
 
 - it is asked for (`opte build --full-refresh`);
 - there is no previous build record, or the previous build did not complete (a killed or failed
-  build leaves its incremental tables half-updated): the record says `completed: false`, or the
-  marker written when dbt started (`<home>/dbt/build_started.json`) is still there;
+  build leaves its incremental tables half-updated): the working database's state
+  (`measures.release.work_state`) is not `completed`, or the record says `completed: false`;
 - the dbt project changed (models, macros, seeds, vars: any file of it), or dbt or DuckDB did;
 - the explicit cut-off (`--cutoff`) differs from the previous build's (null = derived);
 - a snapshot dataset (offices, disadvantaged areas, targets) changed: geography and area
@@ -26,6 +26,7 @@ import os
 from datetime import date
 from pathlib import Path
 
+from measures import release
 from measures.config import DBT_PROJECT_DIR
 
 SNAPSHOT_DATASETS = ("offices", "disadvantaged_areas", "opte_targets")
@@ -68,23 +69,6 @@ def basis(extracts: list[dict], cutoff: date | str | None) -> dict:
     }
 
 
-def started_marker(home: Path) -> Path:
-    return Path(home) / "dbt" / "build_started.json"
-
-
-def mark_started(home: Path, full_refresh: bool) -> None:
-    """Written before dbt starts: until `mark_completed`, the target's incremental state is suspect."""
-    marker = started_marker(home)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "full_refresh": full_refresh}))
-    os.replace(tmp, marker)
-
-
-def mark_completed(home: Path) -> None:
-    started_marker(home).unlink(missing_ok=True)
-
-
 _LABELS = {
     "project": "the dbt project (or dbt / DuckDB) changed",
     "cutoff_requested": "the explicit cut-off differs from the previous build's",
@@ -96,14 +80,16 @@ _LABELS = {
 def full_refresh_reason(home: Path, target_exists: bool, now: dict, requested: bool = False) -> str | None:
     """Why this build must be a full refresh (one phrase), or None when it may be incremental.
 
-    `now`: `basis()` of this build; `target_exists`: whether dbt's target database exists.
+    `now`: `basis()` of this build; `target_exists`: whether dbt's target (the working database) exists.
     """
     if requested:
         return "asked for (--full-refresh)"
     if not target_exists:
         return "no previous build"
-    if started_marker(home).exists():
-        return "the previous build did not complete"
+    state = release.work_state(home)
+    if state.get("completed") is not True:
+        return (f"the previous build ({state['build_id']}) did not complete" if state.get("build_id")
+                else "the working database has no recorded state")
     info_path = Path(home) / "build_info.json"
     try:
         info = json.loads(info_path.read_text())
@@ -118,13 +104,3 @@ def full_refresh_reason(home: Path, target_exists: bool, now: dict, requested: b
         if before.get(key) != now.get(key):
             return label
     return None
-
-
-def decide(home: Path, cutoff: date | str | None = None, requested: bool = False) -> str | None:
-    """`full_refresh_reason` for a build of `home` reading the lake as it stands now (the DAG's
-    dbt task group, which does not go through measures.build.build)."""
-    from measures.build import LakeSnapshot
-    from measures.config import warehouse_path
-
-    extracts = LakeSnapshot.take(Path(home)).extracts(cutoff)
-    return full_refresh_reason(home, warehouse_path(Path(home)).exists(), basis(extracts, cutoff), requested)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dbt, run while holding the home's warehouse lock: the dbt executable of the Airflow DAG.
 #
-# DuckDB allows one writing process per database file. `opte build` holds an exclusive lock on
+# DuckDB allows one writing process per database file (dbt writes $OPTE_HOME/.build/work.duckdb,
+# which the DAG's release task then releases as warehouse.duckdb). `opte build` holds an exclusive lock on
 # $OPTE_HOME/.warehouse.lock while its dbt runs (measures/build.py); every dbt process the DAG
 # starts (the watcher's one `dbt build`, and a model task's own `dbt run` when it is retried)
 # comes through here and waits for the same lock, so no two of them ever open the warehouse

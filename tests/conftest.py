@@ -29,9 +29,13 @@ def sample_built_home(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def copy_home(tmp_path):
-    """Copy a built home so a test can change it without touching the shared one."""
+    """Copy a built home so a test can change it without touching the shared one (its warehouse
+    then reads the copy's own snapshot)."""
+    from measures.release import repoint
+
     def _copy(home: Path) -> Path:
         target = tmp_path / "home"
         shutil.copytree(home, target, ignore=shutil.ignore_patterns(".*.lock"))
+        repoint(target)
         return target
     return _copy

@@ -1,5 +1,6 @@
 """A real `opte build` beside the other commands: dbt dies with it, landing and publishing wait
-for it, and its build record names the extracts it read (slow: each runs dbt)."""
+for it, an analyst reading the warehouse does not stand in its way, and its build record names
+the extracts it read (slow: each runs dbt). The crash test is test_crash_build.py."""
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def test_dbt_dies_with_a_killed_build(tmp_path, victim):
     dbt = None
     try:
         dbt = dbt_child(build.pid)
-        wait_for(lambda: dbt in lock_holders(home / "warehouse.duckdb"), 60, "dbt to open the warehouse")
+        wait_for(lambda: dbt in lock_holders(home / ".build" / "work.duckdb"), 60, "dbt to open its database")
         if victim == "parent alone":
             os.kill(build.pid, signal.SIGKILL)
         else:
@@ -48,8 +49,8 @@ def test_dbt_dies_with_a_killed_build(tmp_path, victim):
         if dbt is not None:
             kill_quietly(dbt)
         build.communicate()
-    assert lock_holders(home / "warehouse.duckdb") == [] and lock_holders(home / ".warehouse.lock") == []
-    duckdb.connect(str(home / "warehouse.duckdb")).close()  # free for the next build: no orphan holds it
+    assert lock_holders(home / ".build" / "work.duckdb") == [] and lock_holders(home / ".warehouse.lock") == []
+    duckdb.connect(str(home / ".build" / "work.duckdb")).close()  # free for the next build: no orphan holds it
 
 
 def _manifest_extracts(home: Path) -> list[tuple[str, str, str]]:
@@ -60,11 +61,20 @@ def _manifest_extracts(home: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def build_id_seen(con) -> str:
+    return con.execute("select build_id from opte.build_record").fetchone()[0]
+
+
 def test_a_build_reads_a_fixed_lake_while_landing_and_publishing_wait(sample_built_home, tmp_path):
+    """Landing and publishing wait for the build; an analyst's connection to the warehouse, open
+    all along, neither blocks it nor sees it: it reads the previous build, whole, to the end."""
     from measures.build import build_needed
 
     home = tmp_path / "home"
     shutil.copytree(sample_built_home, home, ignore=shutil.ignore_patterns(".*.lock"))
+    analyst = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    old_id = json.loads((home / "build_info.json").read_text()).get("build_id")
+    old_rows = analyst.execute("select count(*) from marts.offflow_events").fetchone()[0]
     extra = tmp_path / "extra" / "tax_employments"
     extra.mkdir(parents=True)
     last = sorted((SAMPLE_INBOX / "tax_employments").iterdir())[-1]
@@ -86,6 +96,15 @@ def test_a_build_reads_a_fixed_lake_while_landing_and_publishing_wait(sample_bui
     finally:
         for proc in [build, *others]:
             kill_quietly(proc.pid)
+    # the analyst's connection still reads the build it opened, every mart of it
+    assert build_id_seen(analyst) == old_id
+    assert analyst.execute("select count(*) from marts.offflow_events").fetchone()[0] == old_rows
+    analyst.close()
+    fresh = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert build_id_seen(fresh) != old_id  # a new connection reads the new build
+    finally:
+        fresh.close()
     assert land.returncode == 0, land_err
     assert publish.returncode == 0, publish_err
     for err in (land_err, publish_err):
@@ -99,7 +118,7 @@ def test_a_build_reads_a_fixed_lake_while_landing_and_publishing_wait(sample_bui
     assert set(after) - set(before) == {(a, d, s) for a, d, s in after if d == "2011-04-30"} != set()
     assert build_needed(home)  # the landing that waited makes the next build necessary
     published = json.loads((home / "publish" / month / "manifest.json").read_text())
-    assert published["build"]["built_at"] == info["built_at"]
+    assert published["build"]["built_at"] == info["built_at"] and published["build"]["build_id"] == info["build_id"]
     assert published["input_extracts"] == info["input_extracts"]  # what the warehouse holds, not the lake now
 
 

@@ -75,13 +75,13 @@ def test_dag_folder_imports_without_errors(parsed):
     assert result["errors"] == {}
     assert result["dags"] == ["opte_monthly"]
     tasks = result["tasks"]
-    assert {"land", "check_build_needed", "record_build", "publish"} <= set(tasks)
+    assert {"land", "check_build_needed", "release", "publish"} <= set(tasks)
     assert result["catchup"] is False and result["max_active_runs"] == 1
     assert result["timetable"] == "CronDataIntervalTimetable"
     assert all(t["retries"] >= 1 for t in tasks.values())
     assert {k: t["outlets"] for k, t in tasks.items() if t["outlets"]} == {
-        "land": ["opte_lake"], "record_build": ["opte_warehouse"], "publish": ["opte_publication"]}
-    assert tasks["publish"]["upstream"] == ["record_build"]
+        "land": ["opte_lake"], "release": ["opte_warehouse"], "publish": ["opte_publication"]}
+    assert tasks["publish"]["upstream"] == ["release"]
     assert tasks["check_build_needed"]["upstream"] == ["land"]
     assert "airflow_local.sh start" in result["doc"] and "OPTE ALERT" in result["doc"]
     print(f"DAG parse time: {result['seconds']:.1f} s")
@@ -93,8 +93,8 @@ def test_one_build_task_in_the_pool_and_one_watcher_per_node(parsed):
     tasks = result["tasks"]
     producers = [k for k, t in tasks.items() if t["class"] == "DbtProducerWatcherOperator"]
     assert producers == ["dbt_build.dbt_producer_watcher"]
-    # only the build and publish open the warehouse: only they take the one-slot pool
-    assert sorted(k for k, t in tasks.items() if t["pool"] == "opte_warehouse") == [producers[0], "publish"]
+    # only the build, its release and publish open the warehouse: only they take the one-slot pool
+    assert sorted(k for k, t in tasks.items() if t["pool"] == "opte_warehouse") == [producers[0], "publish", "release"]
     assert tasks[producers[0]]["upstream"] == ["check_build_needed"]
     watchers = {k: t for k, t in tasks.items() if t["class"] in WATCHERS}
     runs = {t["node"]: k for k, t in watchers.items() if t["class"] != "DbtTestWatcherOperator"}
@@ -108,7 +108,7 @@ def test_one_build_task_in_the_pool_and_one_watcher_per_node(parsed):
     for k, t in tasks.items():
         if k.startswith("dbt_build."):
             assert t["upstream"], f"{k} has no upstream task"
-    assert "dbt_build.dbt_producer_watcher_done" in tasks["record_build"]["upstream"]
+    assert "dbt_build.dbt_producer_watcher_done" in tasks["release"]["upstream"]
 
 
 def test_each_test_reports_in_exactly_one_task(parsed):
@@ -222,7 +222,7 @@ def test_a_failing_model_fails_its_own_task(airflow_run, parsed, tmp_path):
     while frontier:
         frontier = {k for k, ups in upstream.items() if set(ups) & frontier} - after
         after |= frontier
-    assert {"dbt_build.opte_monthly.run", "record_build", "publish"} <= after
+    assert {"dbt_build.opte_monthly.run", "release", "publish"} <= after
     assert any("relationships_stg_lake__benefit_claims" in k for k in after)
     for task_id, state in states.items():
         expected = ("upstream_failed" if task_id in after else "failed" if task_id == failed[0]

@@ -64,12 +64,14 @@ def still_running_after(proc: subprocess.Popen, seconds: float) -> bool:
 # ------------------------------------------------------------------ what holds the warehouse
 
 
-def test_build_names_a_leftover_writer_of_the_warehouse(tmp_path):
-    """A dbt left running by a killed build (here: any process with DuckDB's write lock): the build
-    stops before dbt, in one line naming the pid and command to stop; nothing changes."""
+def test_build_names_a_leftover_writer_of_the_working_database(tmp_path):
+    """A dbt left running by a killed build (here: any process with DuckDB's write lock on the
+    build's working database): the build stops before dbt, in one line naming the pid and command
+    to stop; nothing changes."""
     home = minimal_home(tmp_path)
     before = sha(home / "warehouse.duckdb")
-    with holding(duckdb=home / "warehouse.duckdb") as stray:
+    (home / ".build").mkdir()
+    with holding(duckdb=home / ".build" / "work.duckdb") as stray:
         proc = opte(home, "build")
     line = assert_one_clear_line(proc, "build")
     assert f"pid {stray.pid} (" in line and sys.executable in line and f"kill {stray.pid}" in line
@@ -78,13 +80,19 @@ def test_build_names_a_leftover_writer_of_the_warehouse(tmp_path):
     assert sha(home / "warehouse.duckdb") == before and not (home / "build_info.json").exists()
 
 
-def test_build_names_a_reader_holding_the_warehouse(tmp_path):
-    """An analyst's read-only connection: one line naming the reader and what to do."""
+def test_build_names_a_reader_holding_the_working_database(tmp_path):
+    """Someone who opened the build's own database read-only: one line naming them and what to do
+    (analysts read warehouse.duckdb, which never stands in a build's way: test_crash_build.py)."""
     home = minimal_home(tmp_path)
-    with holding(duckdb=home / "warehouse.duckdb", read_only=True) as reader:
+    (home / ".build").mkdir()
+    import duckdb
+
+    duckdb.connect(str(home / ".build" / "work.duckdb")).close()
+    with holding(duckdb=home / ".build" / "work.duckdb", read_only=True) as reader:
         proc = opte(home, "build")
     line = assert_one_clear_line(proc, "build")
     assert f"open read-only in pid {reader.pid} (" in line and "close that connection" in line
+    assert "analysts read" in line and "warehouse.duckdb instead" in line
     assert not (home / "dbt" / "logs" / "dbt.log").exists()
 
 

@@ -21,9 +21,17 @@ def recorded(home, basis, **extra):
     (home / "build_info.json").write_text(json.dumps({"incremental_basis": basis, **extra}))
 
 
+def work_state(home, **state):
+    """The working database's state as measures.release.begin/release write it."""
+    path = home / ".build" / "work.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(state))
+
+
 @pytest.fixture
 def home(tmp_path):
     recorded(tmp_path, refresh.basis(EXTRACTS, None))
+    work_state(tmp_path, build_id="20090501T000000000000Z", completed=True)  # the previous build, released
     return tmp_path
 
 
@@ -44,16 +52,20 @@ def test_asked_for_or_nothing_to_be_incremental_on(home, tmp_path_factory):
     assert reason(home, requested=True) == "asked for (--full-refresh)"
     assert reason(home, target_exists=False) == "no previous build"
     empty = tmp_path_factory.mktemp("no_record")
+    work_state(empty, build_id="20090501T000000000000Z", completed=True)
     assert reason(empty) == "no readable record of the previous build"
     recorded(empty, None)
     assert reason(empty) == "the previous build recorded no incremental basis"
 
 
 def test_a_build_that_did_not_complete(home):
-    refresh.mark_started(home, full_refresh=False)
-    assert reason(home) == "the previous build did not complete"
-    refresh.mark_completed(home)
+    work_state(home, build_id="20090601T000000000000Z", completed=False)  # dbt started, never released
+    assert reason(home) == "the previous build (20090601T000000000000Z) did not complete"
+    work_state(home, build_id="20090601T000000000000Z", completed=True)
     assert reason(home) is None
+    (home / ".build" / "work.json").unlink()
+    assert reason(home) == "the working database has no recorded state"
+    work_state(home, build_id="20090601T000000000000Z", completed=True)
     recorded(home, refresh.basis(EXTRACTS, None), completed=False)  # the record itself says so
     assert reason(home) == "the previous build did not complete"
 

@@ -7,8 +7,9 @@ import duckdb
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection, db: str, schema: str = "marts") -> list[str]:
+    """The tables and views of `db.schema` (a released warehouse holds views over its snapshot)."""
     return [r[0] for r in con.execute(
-        "select table_name from duckdb_tables() where database_name = ? and schema_name = ? "
+        "select table_name from information_schema.tables where table_catalog = ? and table_schema = ? "
         "order by table_name", [db, schema]).fetchall()]
 
 
