@@ -4,6 +4,11 @@ dbt runs as a subprocess so that each build gets a clean dbt state and its own e
 (`OPTE_HOME` points the profile at `<home>/warehouse.duckdb`); it is started through
 `measures.dies_with_parent`, so it dies with the build whatever kills the build.
 
+`engine` chooses the dbt target (measures.engines): DuckDB writes `<home>/warehouse.duckdb`
+itself; Spark writes the marts as Parquet under `<home>/spark/marts`, after which the build makes
+`<home>/warehouse.duckdb` a DuckDB catalog of views over them, so that publication reads either
+the same way.
+
 A build holds, for its whole run (measures.locks): the home's warehouse lock exclusively (one
 writer; publishers wait for it) and the lake lock shared (no landing commits while it runs).
 Under them it takes a `LakeSnapshot`, the landing manifests as they stand, checks it (every
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from measures import locks
+from measures import engines, locks
 from measures.config import (DATASETS, DATASETS_INCREMENTAL, DBT_PROJECT_DIR, code_version, lake_dir,
                              warehouse_path)
 from measures.errors import OpteError
@@ -55,6 +61,7 @@ def measure_parameters() -> dict:
 def dbt_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["OPTE_HOME"] = str(home)
+    env["OPTE_DBT_PROJECT_DIR"] = str(DBT_PROJECT_DIR)  # the spark target's log4j2.properties
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     return env
 
@@ -193,13 +200,14 @@ def dbt_error_line(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
+def run_dbt(home: Path, args: list[str], cutoff: date | None = None, engine: str = engines.DEFAULT_ENGINE) -> None:
     """Run one dbt command on `home`'s warehouse; raise OpteError naming what failed, in one line.
 
     Holds the warehouse lock (re-entrant: `build` already holds it) and starts dbt so that it
-    dies with this process.
+    dies with this process. `engine` chooses the dbt target.
     """
-    dbt = [dbt_executable(), *args, *dbt_paths(home), "--vars", json.dumps(dbt_vars(home, cutoff))]
+    dbt = [dbt_executable(), *args, *dbt_paths(home), "--target", engines.dbt_target(engine),
+           "--vars", json.dumps(dbt_vars(home, cutoff))]
     cmd = [sys.executable, "-m", "measures.dies_with_parent", str(os.getpid()), *dbt]
     run_results = home / "dbt" / "target" / "run_results.json"
     with locks.warehouse_lock(home, shared=False, who=f"`dbt {' '.join(args[:2])}`"):
@@ -221,7 +229,8 @@ def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
         raise OpteError(f"dbt {args[0]} failed: {detail or dbt_error_line(output)}; see {log_file}")
 
 
-def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnapshot | None = None) -> str:
+def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnapshot | None = None,
+                      engine: str = engines.DEFAULT_ENGINE) -> str:
     """What a build's result depends on: the landed manifests, the dbt project's files and the cut-off.
 
     Two builds with the same fingerprint make the same warehouse (dbt is deterministic given
@@ -240,11 +249,14 @@ def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnaps
             digest.update(f"dbt/{rel.as_posix()}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     digest.update(f"cutoff={cutoff}".encode())  # a date prints as YYYY-MM-DD, like the DAG's param
+    if engine != engines.DEFAULT_ENGINE:  # DuckDB builds keep the fingerprints they had before engines
+        digest.update(f"engine={engine}".encode())
     return digest.hexdigest()
 
 
-def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
-    """True unless the warehouse exists and its build_info.json records the current fingerprint."""
+def build_needed(home: Path, cutoff: date | str | None = None, engine: str = engines.DEFAULT_ENGINE) -> bool:
+    """True unless the warehouse exists and its build_info.json records the current fingerprint
+    (which includes the engine: a switch of engine rebuilds)."""
     info_path = Path(home) / "build_info.json"
     if not warehouse_path(Path(home)).exists() or not info_path.exists():
         return True
@@ -252,13 +264,13 @@ def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
         recorded = json.loads(info_path.read_text()).get("fingerprint")
     except json.JSONDecodeError:
         return True
-    needed = recorded != build_fingerprint(Path(home), cutoff)
+    needed = recorded != build_fingerprint(Path(home), cutoff, engine=engine)
     log.info("warehouse %s", "must be rebuilt" if needed else "is up to date with the lake and dbt project: no rebuild")
     return needed
 
 
 def record_build(home: Path, cutoff: date | str | None, seconds: float | None = None,
-                 snapshot: LakeSnapshot | None = None) -> Path:
+                 snapshot: LakeSnapshot | None = None, engine: str = engines.DEFAULT_ENGINE) -> Path:
     """Write `<home>/build_info.json`: what made the warehouse (code version, cut-off requested,
     measure parameters, the landed extracts read: dataset, extract date, source file, SHA-256)
     and the build fingerprint that lets the DAG skip an unchanged rebuild.
@@ -272,9 +284,10 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "cutoff_requested": str(cutoff) if cutoff else None,
+        "engine": engine,
         "parameters": measure_parameters(),
         "seconds": None if seconds is None else round(seconds, 1),
-        "fingerprint": build_fingerprint(Path(home), cutoff, snapshot),
+        "fingerprint": build_fingerprint(Path(home), cutoff, snapshot, engine),
         "key_fingerprint": keys[0] if len(keys) == 1 else None,
         "input_extracts": snapshot.extracts(cutoff),
     }
@@ -285,25 +298,44 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
     return path
 
 
-def build(home: Path, cutoff: date | None = None) -> Path:
-    """Build and test the warehouse from the landed lake; returns the warehouse path.
+def build(home: Path, cutoff: date | None = None, engine: str = engines.DEFAULT_ENGINE) -> Path:
+    """Build and test the warehouse from the landed lake on `engine`; returns the warehouse path.
 
     Waits for a running landing, build or publisher of the home (saying so), then reads the lake
     as it stands, which no landing can change until the build ends. Records what made the
     warehouse in `<home>/build_info.json` (see `record_build`).
     """
     home = Path(home)
+    engines.check_engine(engine)
+    if engine == "spark":
+        engines.check_spark_ready()
     with locks.warehouse_lock(home, shared=False, who="opte build"), \
             locks.lake_lock(home, shared=True, who="opte build"):
         snapshot = LakeSnapshot.take(home)
         check_lake_ready(home, snapshot, cutoff)
         started = time.monotonic()
-        run_dbt(home, ["build"], cutoff)
+        if engine == "spark":
+            build_on_spark(home, cutoff)
+        else:
+            run_dbt(home, ["build"], cutoff)
         seconds = time.monotonic() - started
         if LakeSnapshot.take(home) != snapshot:  # only a landing that ignores the lake lock could do this
             raise OpteError(f"the landed manifests under {lake_dir(home)} changed while the warehouse was built; "
                             "the build is not recorded: run `opte build` again")
-        record_build(home, cutoff, seconds, snapshot)
-    log.info("warehouse built in %.1f s from %d landed extract(s): %s", seconds,
+        record_build(home, cutoff, seconds, snapshot, engine)
+    log.info("warehouse built on %s in %.1f s from %d landed extract(s): %s", engine, seconds,
              len(snapshot.extracts(cutoff)), warehouse_path(home))
     return warehouse_path(home)
+
+
+def build_on_spark(home: Path, cutoff: date | None = None) -> None:
+    """`dbt build --target spark`, then `<home>/warehouse.duckdb` as a catalog of views over the
+    Parquet marts it wrote (measures.engines.write_marts_catalog).
+
+    The marts' folders are emptied first: a mart Spark no longer writes must not stay readable.
+    """
+    marts = engines.spark_marts_dir(home)
+    shutil.rmtree(marts, ignore_errors=True)
+    log.info("building on Spark (a local Spark session takes a minute to start)")
+    run_dbt(home, ["build"], cutoff, engine="spark")
+    engines.write_marts_catalog(home, marts)
