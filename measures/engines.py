@@ -78,10 +78,7 @@ def java_major_version(java: str) -> int | None:
 
 def spark_missing() -> str | None:
     """Why a local Spark build cannot run here (None when it can): the extra or a JRE missing."""
-    missing = [name for name in ("pyspark", "dbt.adapters.spark")
-               if importlib.util.find_spec(name.split(".")[0]) is None
-               or (name == "dbt.adapters.spark" and _no_module(name))]
-    if missing:
+    if not (_has_module("pyspark") and _has_module("dbt.adapters.spark")):
         return ("the Spark engine's Python packages are not installed (pyspark, dbt-spark): "
                 "`pip install -c constraints.txt '.[spark]'` (scripts/bootstrap.sh installs them)")
     if os.environ.get("OPTE_SPARK_METHOD", "session") != "session":
@@ -96,11 +93,11 @@ def spark_missing() -> str | None:
     return None
 
 
-def _no_module(name: str) -> bool:
+def _has_module(name: str) -> bool:
     try:
-        return importlib.util.find_spec(name) is None
-    except ModuleNotFoundError:
-        return True
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def check_spark_ready() -> None:
