@@ -49,8 +49,10 @@ def spark_dir(home: Path) -> Path:
 
 
 def spark_marts_dir(home: Path) -> Path:
-    """Where a Spark build writes the marts (and int_data_cutoff) as Parquet, one folder per model."""
-    return spark_dir(home) / "marts"
+    """Where a Spark build writes the marts (and int_data_cutoff) as Parquet, one folder per model:
+    `<home>/spark/marts`, or $OPTE_SPARK_MARTS (dbt_project.yml `location_root` reads the same)."""
+    chosen = os.environ.get("OPTE_SPARK_MARTS")
+    return Path(chosen) if chosen else spark_dir(home) / "marts"
 
 
 def java_executable() -> str | None:
