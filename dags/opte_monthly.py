@@ -19,8 +19,9 @@ of their interval. A manual run (UI "Trigger", `airflow dags trigger -l 2011-04-
 | task id | does |
 |---|---|
 | `land` | lands the inbox (param `inbox`, else env `OPTE_INBOX`); skipped when neither is set. An inbox that is not there (yet) is retried; a file rejected whole fails the task at once with an `OPTE ALERT` line, and the run stops before building or publishing |
+| `spark_build` | param `engine` = `spark` only (else it does nothing): builds the warehouse on Spark in one task, as `opte build --engine spark` does, and records it |
 | `check_build_needed` | skips the dbt tasks when the warehouse was already built by this DAG from the same landed extracts, dbt project files and vars (param `force_build` rebuilds anyway); else marks the working database as being built (a build that then fails leaves it incomplete, and the next build is a full refresh) |
-| `dbt_build.dbt_producer_watcher` | the one `dbt build` (models, seeds, data and unit tests), in pool `opte_warehouse`; its log is dbt's log |
+| `dbt_build.dbt_producer_watcher` | the one `dbt build` (models, seeds and data tests; the test suite runs the unit tests), in pool `opte_warehouse`; its log is dbt's log |
 | `dbt_build.<model>.run` / `dbt_build.<seed>.seed` (`<node>_seed`, `<node>_run` when it has no tests) | one task per model / seed: succeeds or fails when the build reaches that node |
 | `dbt_build.<node>.test` | the data tests of that one node |
 | `dbt_build.<test>_test` | a test of several nodes (relationships), after all of them |
@@ -105,7 +106,8 @@ another Airflow process belongs on PostgreSQL.)
   (lake, warehouse.duckdb, publish). Read when the DAG is parsed, for the dbt tasks' env and vars.
 - Params: `inbox`, `data_cutoff` (YYYY-MM-DD to reproduce an earlier publication; default
   null = derived from the landed extracts), `external` (also write the disclosure-controlled
-  files), `force_build`.
+  files), `force_build`, `engine` (`duckdb`, the default: the dbt tasks below; `spark`: the
+  `spark_build` task, README "Spark").
 - The dbt graph is rendered from dbt's manifest (`LoadMode.DBT_MANIFEST`), made by `dbt parse`
   when the DAG is parsed and the dbt project has changed since the last time (see `dbt_manifest`),
   kept in `$OPTE_HOME/dbt/dag_parse/` (or `$OPTE_DBT_PARSE_DIR`): new models appear as tasks.
@@ -277,6 +279,8 @@ def _pseudo_key_from_connection() -> str | None:
                              description="YYYY-MM-DD: build only from extracts dated on or before it"),
         "external": Param(False, type="boolean", description="also write the external (disclosure-controlled) files"),
         "force_build": Param(False, type="boolean", description="rebuild even if the inputs are unchanged"),
+        "engine": Param("duckdb", type="string", enum=["duckdb", "spark"],
+                        description="engine that builds the warehouse: duckdb (the dbt tasks) or spark (task spark_build)"),
     },
     doc_md=__doc__,
     tags=["opte"],
@@ -315,12 +319,37 @@ def opte_monthly():
                       month, inbox, exc)
             raise AirflowFailException(f"landing rejected a file of {inbox}: {exc}") from exc
 
+    @task(trigger_rule="none_failed")
+    def spark_build(params=None):
+        """Param engine = spark: the whole build on Spark in one task (one Spark session; a Cosmos
+        target is fixed when the DAG is parsed), recorded like `opte build --engine spark`, holding
+        the home's warehouse lock as that does. Engine duckdb: nothing to do (success, so that a
+        DuckDB run is all green)."""
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from measures.build import build, build_needed
+        from measures.config import resolve_home
+
+        params = params or {}
+        if params.get("engine", "duckdb") != "spark":
+            log.info("engine duckdb: the dbt tasks build the warehouse; nothing to do here")
+            return
+        home, cutoff = resolve_home(str(HOME)), params.get("data_cutoff")
+        if not (params.get("force_build") or build_needed(home, cutoff, engine="spark")):
+            raise AirflowSkipException("the warehouse was built on Spark from the same inputs: no rebuild")
+        build(home, date.fromisoformat(cutoff) if cutoff else None, engine="spark")
+
     @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed")
     def check_build_needed(params=None, ti=None) -> bool:
         from measures.build import begin_build, build_needed
         from measures.config import resolve_home
 
         params = params or {}
+        if params.get("engine", "duckdb") == "spark":
+            log.info("engine spark: spark_build built the warehouse (or it was up to date); no dbt tasks")
+            return False
         home = resolve_home(str(HOME))
         if not (params.get("force_build") or build_needed(home, params.get("data_cutoff"))):
             return False
@@ -401,7 +430,7 @@ def opte_monthly():
             raise AirflowFailException(str(exc)) from exc
         return str(folder)
 
-    land() >> check_build_needed() >> dbt_build >> release() >> publish()
+    land() >> spark_build() >> check_build_needed() >> dbt_build >> release() >> publish()
 
 
 opte_monthly()

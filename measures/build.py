@@ -7,6 +7,11 @@ the build whatever kills the build. When dbt's models and tests pass, the build 
 (measures.release): readers of `<home>/warehouse.duckdb` go from the whole previous build to the
 whole new one in one atomic step, and a failed or killed build leaves them the previous one.
 
+`engine` chooses the dbt target (measures.engines): DuckDB writes `<home>/warehouse.duckdb`
+itself; Spark writes the marts as Parquet under `<home>/spark/marts`, after which the build makes
+`<home>/warehouse.duckdb` a DuckDB catalog of views over them, so that publication reads either
+the same way.
+
 A build holds, for its whole run (measures.locks): the home's warehouse lock exclusively (one
 writer; publishers wait for it) and the lake lock shared (no landing commits while it runs).
 Under them it takes a `LakeSnapshot`, the landing manifests as they stand, checks it (every
@@ -23,6 +28,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from measures import locks, refresh, release
+from measures import engines, locks, refresh, release
 from measures.config import (DATASETS, DATASETS_INCREMENTAL, DBT_PROJECT_DIR, code_version, lake_dir,
                              warehouse_path, work_database_path, work_dir)
 from measures.errors import OpteError
@@ -59,6 +65,7 @@ def measure_parameters() -> dict:
 def dbt_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["OPTE_HOME"] = str(home)
+    env["OPTE_DBT_PROJECT_DIR"] = str(DBT_PROJECT_DIR)  # the spark target's log4j2.properties
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     return env
 
@@ -199,13 +206,14 @@ def dbt_error_line(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
+def run_dbt(home: Path, args: list[str], cutoff: date | None = None, engine: str = engines.DEFAULT_ENGINE) -> None:
     """Run one dbt command on `home`'s warehouse; raise OpteError naming what failed, in one line.
 
     Holds the warehouse lock (re-entrant: `build` already holds it) and starts dbt so that it
-    dies with this process.
+    dies with this process. `engine` chooses the dbt target.
     """
-    dbt = [dbt_executable(), *args, *dbt_paths(home), "--vars", json.dumps(dbt_vars(home, cutoff))]
+    dbt = [dbt_executable(), *args, *dbt_paths(home), "--target", engines.dbt_target(engine),
+           "--vars", json.dumps(dbt_vars(home, cutoff))]
     cmd = [sys.executable, "-m", "measures.dies_with_parent", str(os.getpid()), *dbt]
     run_results = home / "dbt" / "target" / "run_results.json"
     with locks.warehouse_lock(home, shared=False, who=f"`dbt {' '.join(args[:2])}`"):
@@ -228,7 +236,8 @@ def run_dbt(home: Path, args: list[str], cutoff: date | None = None) -> None:
         raise OpteError(f"dbt {args[0]} failed: {detail or dbt_error_line(output)}; see {log_file}")
 
 
-def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnapshot | None = None) -> str:
+def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnapshot | None = None,
+                      engine: str = engines.DEFAULT_ENGINE) -> str:
     """What a build's result depends on: the landed manifests, the dbt project's files and the cut-off.
 
     Two builds with the same fingerprint make the same warehouse (dbt is deterministic given
@@ -244,27 +253,30 @@ def build_fingerprint(home: Path, cutoff: date | str | None, snapshot: LakeSnaps
         digest.update(f"dbt/{rel}\0".encode())
         digest.update(file_digest)
     digest.update(f"cutoff={cutoff}".encode())  # a date prints as YYYY-MM-DD, like the DAG's param
+    if engine != engines.DEFAULT_ENGINE:  # DuckDB builds keep the fingerprints they had before engines
+        digest.update(f"engine={engine}".encode())
     return digest.hexdigest()
 
 
-def build_needed(home: Path, cutoff: date | str | None = None) -> bool:
-    """True unless the warehouse exists and its build record has the current fingerprint."""
+def build_needed(home: Path, cutoff: date | str | None = None, engine: str = engines.DEFAULT_ENGINE) -> bool:
+    """True unless the warehouse exists and its build record has the current fingerprint (which
+    includes the engine: a switch of engine rebuilds)."""
     if not warehouse_path(Path(home)).exists():
         return True
     try:
         recorded = release.current_record(Path(home)).get("fingerprint")
     except OpteError:
         return True
-    needed = recorded != build_fingerprint(Path(home), cutoff)
+    needed = recorded != build_fingerprint(Path(home), cutoff, engine=engine)
     log.info("warehouse %s", "must be rebuilt" if needed else "is up to date with the lake and dbt project: no rebuild")
     return needed
 
 
 def build_record(home: Path, cutoff: date | str | None, seconds: float | None = None,
-                 snapshot: LakeSnapshot | None = None) -> dict:
-    """What made the warehouse: code version, cut-off requested, measure parameters, the landed
-    extracts read (dataset, extract date, source file, SHA-256) and the build fingerprint that
-    lets the DAG skip an unchanged rebuild. `release` adds the build id, `completed` and the
+                 snapshot: LakeSnapshot | None = None, engine: str = engines.DEFAULT_ENGINE) -> dict:
+    """What made the warehouse: code version, cut-off requested, engine, measure parameters, the
+    landed extracts read (dataset, extract date, source file, SHA-256) and the build fingerprint
+    that lets the DAG skip an unchanged rebuild. `release` adds the build id, `completed` and the
     snapshot, and writes it into the warehouse and `<home>/build_info.json`."""
     snapshot = snapshot or LakeSnapshot.take(home)
     keys = sorted(snapshot.key_fingerprints())
@@ -272,13 +284,14 @@ def build_record(home: Path, cutoff: date | str | None, seconds: float | None = 
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "cutoff_requested": str(cutoff) if cutoff else None,
+        "engine": engine,
         "parameters": measure_parameters(),
         "seconds": None if seconds is None else round(seconds, 1),
-        "fingerprint": build_fingerprint(Path(home), cutoff, snapshot),
+        "fingerprint": build_fingerprint(Path(home), cutoff, snapshot, engine),
         "key_fingerprint": keys[0] if len(keys) == 1 else None,
         "input_extracts": snapshot.extracts(cutoff),
         # what the next build compares to decide whether it may be incremental (measures.refresh)
-        "incremental_basis": refresh.basis(snapshot.extracts(cutoff), cutoff),
+        "incremental_basis": refresh.basis(snapshot.extracts(cutoff), cutoff, engine),
     }
 
 
@@ -306,12 +319,17 @@ def record_build(home: Path, cutoff: date | str | None, seconds: float | None = 
     return home / "build_info.json"
 
 
-def _begin(home: Path, snapshot: LakeSnapshot, cutoff: date | str | None, full_refresh: bool) -> dict:
+def _begin(home: Path, snapshot: LakeSnapshot, cutoff: date | str | None, full_refresh: bool,
+           engine: str = engines.DEFAULT_ENGINE) -> dict:
     """Decide whether this build is incremental (measures.refresh) and mark the working database as
     being built (measures.release.begin: a full refresh starts from an empty file). Call holding the
-    warehouse lock. Returns the working state (`full_refresh_reason` None for an incremental build)."""
+    warehouse lock. Returns the working state (`full_refresh_reason` None for an incremental build).
+    A Spark build is always a full build: its tables are Parquet, which cannot delete the affected
+    persons' rows (docs/ARCHITECTURE.md, "Spark")."""
     reason = refresh.full_refresh_reason(home, work_database_path(home).exists(),
-                                         refresh.basis(snapshot.extracts(cutoff), cutoff), full_refresh)
+                                         refresh.basis(snapshot.extracts(cutoff), cutoff, engine), full_refresh)
+    if engine == "spark":
+        reason = reason or "engine spark: every Spark build is a full build"
     log.info("full refresh: %s" if reason else "incremental build%s", reason or "")
     return release.begin(home, reason)
 
@@ -329,8 +347,10 @@ def dbt_build_args(state: dict) -> list[str]:
     return BUILD_ARGS + (["--full-refresh"] if state.get("full_refresh") else [])
 
 
-def build(home: Path, cutoff: date | None = None, full_refresh: bool = False) -> Path:
-    """Build and test the warehouse from the landed lake, then release it; returns the warehouse path.
+def build(home: Path, cutoff: date | None = None, full_refresh: bool = False,
+          engine: str = engines.DEFAULT_ENGINE) -> Path:
+    """Build and test the warehouse from the landed lake on `engine`, then release it; returns the
+    warehouse path.
 
     Incremental when it may be (measures.refresh decides; `full_refresh` forces a full refresh).
 
@@ -341,19 +361,41 @@ def build(home: Path, cutoff: date | None = None, full_refresh: bool = False) ->
     the previous warehouse, and makes the next build a full refresh.
     """
     home = Path(home)
+    engines.check_engine(engine)
+    if engine == "spark":
+        engines.check_spark_ready()
     with locks.warehouse_lock(home, shared=False, who="opte build"), \
             locks.lake_lock(home, shared=True, who="opte build"):
         snapshot = LakeSnapshot.take(home)
         check_lake_ready(home, snapshot, cutoff)
         check_warehouse_free(home)
         started = time.monotonic()
-        state = _begin(home, snapshot, cutoff, full_refresh)
-        run_dbt(home, dbt_build_args(state), cutoff)
+        state = _begin(home, snapshot, cutoff, full_refresh, engine)
+        if engine == "spark":
+            build_on_spark(home, cutoff)
+        else:
+            run_dbt(home, dbt_build_args(state), cutoff)
         seconds = time.monotonic() - started
         if LakeSnapshot.take(home) != snapshot:  # only a landing that ignores the lake lock could do this
             raise OpteError(f"the landed manifests under {lake_dir(home)} changed while the warehouse was built; "
                             "the build is not released: run `opte build` again")
-        release.release(home, build_record(home, cutoff, seconds, snapshot))
-    log.info("warehouse built in %.1f s from %d landed extract(s): %s", seconds,
+        release.release(home, build_record(home, cutoff, seconds, snapshot, engine))
+    log.info("warehouse built on %s in %.1f s from %d landed extract(s): %s", engine, seconds,
              len(snapshot.extracts(cutoff)), warehouse_path(home))
     return warehouse_path(home)
+
+
+def build_on_spark(home: Path, cutoff: date | None = None) -> None:
+    """`dbt build --target spark`, then the working database as a DuckDB catalog of views over the
+    Parquet marts it wrote (measures.engines.write_marts_catalog), which the release step then
+    releases like a DuckDB build's.
+
+    The marts' folders are emptied first: a mart Spark no longer writes must not stay readable.
+    """
+    marts = engines.spark_marts_dir(home)
+    shutil.rmtree(marts, ignore_errors=True)
+    log.info("building on Spark (a local Spark session takes a minute to start)")
+    # every Spark build is a full build (its Parquet tables cannot delete rows), and it runs the unit
+    # tests too: on Spark they check the engine's dispatch macros against the same fixtures
+    run_dbt(home, ["build", "--full-refresh"], cutoff, engine="spark")
+    engines.write_marts_catalog(home, marts, work_database_path(home))

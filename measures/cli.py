@@ -69,7 +69,7 @@ def cmd_land(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from measures.build import build
 
-    build(resolve_home(args.home), cutoff=args.cutoff, full_refresh=args.full_refresh)
+    build(resolve_home(args.home), cutoff=args.cutoff, full_refresh=args.full_refresh, engine=args.engine)
     return 0
 
 
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from measures.pipeline import run_month
 
     folder = run_month(resolve_home(args.home), args.month,
-                       inbox=Path(args.inbox) if args.inbox else None)
+                       inbox=Path(args.inbox) if args.inbox else None, engine=args.engine)
     print(f"published {args.month} to {folder}")
     return 0
 
@@ -94,7 +94,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from measures.pipeline import backfill
 
     folders = backfill(resolve_home(args.home), args.from_month, args.to_month,
-                       external=args.external, cutoff=args.cutoff)
+                       external=args.external, cutoff=args.cutoff, engine=args.engine)
     print(f"published {len(folders)} month(s): {folders[0].name} to {folders[-1].name}" if folders
           else "nothing to publish")
     return 0
@@ -117,6 +117,12 @@ class _Parser(argparse.ArgumentParser):
 
 def one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="engine that builds the warehouse: duckdb (default, one machine) or spark "
+                        "(needs `pip install .[spark]` and a Java runtime; see README, 'Spark')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild from an empty working database, every incremental table from the "
                         "whole lake (a build decides this itself when the dbt project, the cut-off or a "
                         "snapshot dataset changed, or when the previous build was killed or failed)")
+    _add_engine(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("publish", help="write one report month's published tables")
@@ -167,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="land, build and publish one month in one go")
     p.add_argument("--month", required=True, type=_month, help="report month YYYY-MM")
     p.add_argument("--inbox", default=None, help="inbox to land first (default: land nothing)")
+    _add_engine(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backfill", help="publish every month in a range")
@@ -175,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external", action="store_true", help="also write the external files")
     p.add_argument("--cutoff", type=_day, default=None,
                    help="data cut-off YYYY-MM-DD for the build: publish as of that date")
+    _add_engine(p)
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("docs", help="write the dbt documentation as one self-contained page")

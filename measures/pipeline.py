@@ -39,8 +39,9 @@ def land(home: Path, inbox: Path) -> None:
                         "fix or remove them and run again")
 
 
-def run_month(home: Path, month: str, inbox: Path | None = None) -> Path:
-    """Land `inbox` (when given), build the warehouse, publish `month`; returns the publication folder."""
+def run_month(home: Path, month: str, inbox: Path | None = None, engine: str = "duckdb") -> Path:
+    """Land `inbox` (when given), build the warehouse (on `engine`), publish `month`; returns the
+    publication folder."""
     from measures.build import build
     from measures.publish import publish_month
 
@@ -48,7 +49,7 @@ def run_month(home: Path, month: str, inbox: Path | None = None) -> Path:
     ReportMonth.parse(month)  # a bad month fails before any work
     if inbox is not None:
         land(home, inbox)
-    build(home)
+    build(home, engine=engine)
     return publish_month(home, month)
 
 
@@ -64,7 +65,7 @@ def months_between(from_month: str, to_month: str) -> list[str]:
 
 
 def backfill(home: Path, from_month: str, to_month: str, external: bool = False,
-             cutoff: date | None = None) -> list[Path]:
+             cutoff: date | None = None, engine: str = "duckdb") -> list[Path]:
     """Build once (at `cutoff` when given, MEASURES.md section 11), then publish every month from
     `from_month` to `to_month` (and the external files).
 
@@ -83,7 +84,7 @@ def backfill(home: Path, from_month: str, to_month: str, external: bool = False,
         raise OpteError(f"--to {to_month} is after the month of --cutoff {cutoff.isoformat()}: a month can be "
                         "published only once the cut-off has reached it")
     started = time.monotonic()
-    build(home, cutoff=cutoff)
+    build(home, cutoff=cutoff, engine=engine)
     folders = []
     for month in tqdm(months, desc="publishing", unit="month"):
         folders.append(publish_month(home, month))

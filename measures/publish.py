@@ -116,7 +116,7 @@ def publish_month(home: Path, month: str, external: bool = False) -> Path:
                                          "report month; a week is due when count_date + 7 x week <= the last day "
                                          "of the report month and the data cut-off",
                 "code_version": code_version(),
-                "build": {k: info.get(k) for k in ("build_id", "built_at", "code_version", "cutoff_requested")},
+                "build": {k: info.get(k) for k in ("build_id", "built_at", "code_version", "cutoff_requested", "engine")},
                 "measure_parameters": parameters,
                 "disclosure_control": disclosure.RULES if external else None,
                 "input_extracts": input_extracts(home),

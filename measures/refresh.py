@@ -54,14 +54,16 @@ def project_digest() -> str:
     return digest.hexdigest()
 
 
-def basis(extracts: list[dict], cutoff: date | str | None) -> dict:
+def basis(extracts: list[dict], cutoff: date | str | None, engine: str = "duckdb") -> dict:
     """What an incremental build relies on being unchanged since the previous build.
 
-    `extracts`: the landed extracts the build reads (LakeSnapshot.extracts(cutoff)).
+    `extracts`: the landed extracts the build reads (LakeSnapshot.extracts(cutoff)); `engine`:
+    the dbt target's engine (the working database of one engine is no state for the other).
     """
     claims = sorted(e["extract_date"] for e in extracts if e["dataset"] == "benefit_claims")
     return {
         "project": project_digest(),
+        "engine": engine,
         "cutoff_requested": str(cutoff) if cutoff else None,
         "snapshots": sorted(f"{e['dataset']} {e['extract_date']} {e['sha256']}"
                             for e in extracts if e["dataset"] in SNAPSHOT_DATASETS),
@@ -71,6 +73,7 @@ def basis(extracts: list[dict], cutoff: date | str | None) -> dict:
 
 _LABELS = {
     "project": "the dbt project (or dbt / DuckDB) changed",
+    "engine": "the engine differs from the previous build's",
     "cutoff_requested": "the explicit cut-off differs from the previous build's",
     "snapshots": "a snapshot dataset (offices, disadvantaged areas, targets) changed",
     "earliest_benefit_claims": "the earliest benefit_claims extract (the coverage start) changed",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: set up .venv, make sure headless Chromium (the pages'
-# browser checks) and LibreOffice Calc (the workbook print check) are there (Debian's packages,
-# when we may install them), run pytest.
+# browser checks), LibreOffice Calc (the workbook print check) and a Java runtime (the Spark
+# engine's tests, tests/test_spark.py) are there (Debian's packages, when we may install them),
+# run pytest. Tests whose tool could not be installed are skipped, saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -9,6 +10,10 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   want=()
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   command -v soffice >/dev/null 2>&1 || want+=(libreoffice-calc-nogui)
+  if [ -z "${JAVA_HOME:-}" ] && ! command -v java >/dev/null 2>&1; then
+    want+=(openjdk-17-jre-headless)
+    mkdir -p /usr/share/man/man1  # slim Debian images lack it; the JRE's post-install needs it
+  fi
   if [ "${#want[@]}" -gt 0 ]; then
     echo "test: installing Debian's ${want[*]} for the page and workbook checks"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null) \

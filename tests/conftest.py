@@ -27,6 +27,20 @@ def sample_built_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def spark_built_home(tmp_path_factory) -> Path:
+    """The sample landed and built on Spark (dbt target spark, method session), once per test
+    session (tests/test_spark.py; read-only for tests, like sample_built_home)."""
+    from ingest.landing import land_inbox
+    from measures.build import build
+
+    home = tmp_path_factory.mktemp("spark_home")
+    report = land_inbox(SAMPLE_INBOX, home)
+    assert not report.rejected_files, report.summary()
+    build(home, engine="spark")
+    return home
+
+
 @pytest.fixture
 def copy_home(tmp_path):
     """Copy a built home so a test can change it without touching the shared one (its warehouse

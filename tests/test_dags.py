@@ -75,14 +75,15 @@ def test_dag_folder_imports_without_errors(parsed):
     assert result["errors"] == {}
     assert result["dags"] == ["opte_monthly"]
     tasks = result["tasks"]
-    assert {"land", "check_build_needed", "release", "publish"} <= set(tasks)
+    assert {"land", "spark_build", "check_build_needed", "release", "publish"} <= set(tasks)
     assert result["catchup"] is False and result["max_active_runs"] == 1
     assert result["timetable"] == "CronDataIntervalTimetable"
     assert all(t["retries"] >= 1 for t in tasks.values())
     assert {k: t["outlets"] for k, t in tasks.items() if t["outlets"]} == {
         "land": ["opte_lake"], "release": ["opte_warehouse"], "publish": ["opte_publication"]}
     assert tasks["publish"]["upstream"] == ["release"]
-    assert tasks["check_build_needed"]["upstream"] == ["land"]
+    assert tasks["spark_build"]["upstream"] == ["land"]  # param engine = spark: the build, in one task
+    assert tasks["check_build_needed"]["upstream"] == ["spark_build"]
     assert "airflow_local.sh start" in result["doc"] and "OPTE ALERT" in result["doc"]
     print(f"DAG parse time: {result['seconds']:.1f} s")
 

@@ -141,3 +141,35 @@ def test_every_mart_has_an_enforced_contract(manifest):
         untyped = [c for c, col in node["columns"].items() if not col.get("data_type")]
         assert not untyped, f"{node['name']}: columns without a data_type: {untyped}"
 
+
+
+# SQL one engine understands and another does not (docs/ARCHITECTURE.md, "Spark"): models and
+# tests say it through the project's adapter.dispatch macros instead (lake_scan, type_double,
+# date_from_parts) or dbt's cross-database macros (dbt.type_string(), dbt.dateadd(), ...).
+ENGINE_SPECIFIC = re.compile(
+    r"read_parquet|read_json|read_csv|\bparquet\.`|double\s+precision|\bas\s+varchar\b|::\s*\w|"
+    r"\bstrftime\b|\bdate_diff\b|\bstring_agg\b|\blist_\w+\(|\bepoch\(", re.I)
+
+
+def test_models_and_tests_hold_no_engine_specific_sql(manifest):
+    nodes = [n for n in manifest["nodes"].values()
+             if n["package_name"] == "opte" and n["resource_type"] in ("model", "test")]
+    offenders = {n["name"]: ENGINE_SPECIFIC.findall(n["raw_code"]) for n in nodes if ENGINE_SPECIFIC.search(n["raw_code"])}
+    assert not offenders, f"engine-specific SQL outside the dispatch macros: {offenders}"
+
+
+def test_the_lake_is_read_through_lake_scan_on_every_engine(manifest):
+    """No source relies on an adapter's own reader (dbt-duckdb's external_location): every lake
+    source is read by the lake_scan macro, which each engine implements."""
+    sources = [s for s in manifest["sources"].values() if s["source_name"] == "lake"]
+    assert len(sources) == 9
+    for s in sources:
+        assert "external_location" not in s["config"] and "external_location" not in s.get("meta", {}), s["name"]
+    readers = {n["name"] for n in _models(manifest).values()
+               if any(d.startswith("source.opte.lake.") for d in n["depends_on"]["nodes"])}
+    for name in readers:
+        node = next(n for n in _models(manifest).values() if n["name"] == name)
+        assert "source(" not in node["raw_code"], f"{name}: read the lake with lake_scan(), not source()"
+    assert {"stg_lake__landed_extracts", "stg_lake__quarantine", "stg_lake__benefit_claims"} <= readers
+    macros = {m["name"]: m for m in manifest["macros"].values() if m["package_name"] == "opte"}
+    assert {"duckdb__lake_scan", "spark__lake_scan"} <= set(macros)

@@ -8,7 +8,21 @@
 
 {#- 1 April of financial year `fy_expr`. -#}
 {% macro financial_year_start(fy_expr) -%}
-    {{ dbt.date(fy_expr, 4, 1) }}
+    {{ date_from_parts(fy_expr, 4, 1) }}
+{%- endmacro %}
+
+{#- The date of year, month and day expressions. dbt.date takes expressions on DuckDB (its
+    make_date) but only Python literals on Spark, so Spark gets its own make_date. -#}
+{% macro date_from_parts(year_expr, month_expr, day_expr) -%}
+    {{ return(adapter.dispatch('date_from_parts', 'opte')(year_expr, month_expr, day_expr)) }}
+{%- endmacro %}
+
+{% macro default__date_from_parts(year_expr, month_expr, day_expr) -%}
+    {{ dbt.date(year_expr, month_expr, day_expr) }}
+{%- endmacro %}
+
+{% macro spark__date_from_parts(year_expr, month_expr, day_expr) -%}
+    make_date({{ year_expr }}, {{ month_expr }}, {{ day_expr }})
 {%- endmacro %}
 
 {#- Months from April of its financial year to the month of `date_expr`, inclusive (1 to 12). -#}

@@ -2,7 +2,7 @@
     data cut-off. Files not named by a manifest (an interrupted landing) are never read. -#}
 {% macro landed_rows(dataset) %}
     select src.*
-    from {{ source('lake', dataset) }} as src
+    from {{ lake_scan(dataset) }} as src
     inner join {{ ref('stg_lake__landed_extracts') }} as ext
         on src.filename = ext.data_path
     where ext.dataset = '{{ dataset }}'

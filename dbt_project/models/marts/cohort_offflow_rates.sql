@@ -81,7 +81,7 @@ survival_ratios as (
         {{ from_week }} as from_week,
         count(*) as cohort_months,
         case when sum(cohort_size - offflowed_by_week_{{ from_week }}) > 0 then
-            cast(sum(cohort_size - offflowed_by_week_{{ week }}) as double precision)
+            cast(sum(cohort_size - offflowed_by_week_{{ week }}) as {{ type_double() }})
             / sum(cohort_size - offflowed_by_week_{{ from_week }})
         end as survival_ratio
     from (
@@ -106,7 +106,7 @@ survival_ratios as (
         cast(null as integer) as week,
         cast(null as integer) as from_week,
         cast(0 as {{ dbt.type_bigint() }}) as cohort_months,
-        cast(null as double precision) as survival_ratio
+        cast(null as {{ type_double() }}) as survival_ratio
     where 1 = 0
     {%- endfor %}
 ),
@@ -170,7 +170,7 @@ projected as (
                     {%- for week in weeks %}
                     when {{ week }} then by_week.offflowed_by_week_{{ week }}
                     {%- endfor %}
-                 end as double precision) / by_week.cohort_size) * survival_ratios.survival_ratio
+                 end as {{ type_double() }}) / by_week.cohort_size) * survival_ratios.survival_ratio
         end as projected_rate
     from by_week
     left join {{ ref('kmi_targets') }} as targets
@@ -191,8 +191,8 @@ select
     cohort_size,
     cast(week as {{ dbt.type_int() }}) as week,
     case when is_due then offflowed_by_week_if_due end as offflowed_by_week,
-    case when is_due then cast(offflowed_by_week_if_due as double precision) / cohort_size end as offflow_rate,
-    cast(target_rate as double precision) as target_rate,
+    case when is_due then cast(offflowed_by_week_if_due as {{ type_double() }}) / cohort_size end as offflow_rate,
+    cast(target_rate as {{ type_double() }}) as target_rate,
     is_due,
     due_date,
     projected_rate,

@@ -51,7 +51,7 @@ sums as (
 moments as (
     select
         sums.*,
-        case when x_total > 0 then cast(y_total as double precision) / x_total end as scale,
+        case when x_total > 0 then cast(y_total as {{ type_double() }}) / x_total end as scale,
         -- n x (co)variance sums, exact in integers
         pairs * x_squares - x_total * x_total as n_x_variance,
         pairs * y_squares - y_total * y_total as n_y_variance,
@@ -66,7 +66,7 @@ errors as (
         paired.pair,
         -- summed as decimals: a sum of doubles depends on the order DuckDB's threads add them in,
         -- so two builds of the same data would publish different last bits
-        cast(avg(cast(abs(moments.scale * paired.x - paired.y) / paired.y as decimal(38, 18))) as double precision)
+        cast(avg(cast(abs(moments.scale * paired.x - paired.y) / paired.y as decimal(38, 18))) as {{ type_double() }})
             as mean_abs_pct_error
     from paired
     inner join moments
@@ -90,8 +90,8 @@ select
         when moments.pairs >= {{ var('agreement_min_pairs') }}
             and moments.n_x_variance > 0 and moments.n_y_variance > 0
         then moments.n_covariance
-            / (sqrt(cast(moments.n_x_variance as double precision))
-               * sqrt(cast(moments.n_y_variance as double precision)))
+            / (sqrt(cast(moments.n_x_variance as {{ type_double() }}))
+               * sqrt(cast(moments.n_y_variance as {{ type_double() }})))
     end as pearson_r,
     errors.mean_abs_pct_error
 from moments

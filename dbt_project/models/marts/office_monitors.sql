@@ -100,8 +100,8 @@ compared as (
         indicator_rows.indicator,
         indicator_rows.numerator,
         indicator_rows.denominator,
-        cast(indicator_rows.numerator as double precision) / indicator_rows.denominator as share,
-        cast(benchmarks.benchmark_numerator as double precision) / benchmarks.benchmark_denominator
+        cast(indicator_rows.numerator as {{ type_double() }}) / indicator_rows.denominator as share,
+        cast(benchmarks.benchmark_numerator as {{ type_double() }}) / benchmarks.benchmark_denominator
             as benchmark_share,
         -- no flag when p is 0 or 1
         benchmarks.benchmark_numerator > 0

@@ -35,7 +35,7 @@ select
     converted.customer_group,
     cast(converted.opte_offflows as {{ dbt.type_bigint() }}) as opte_offflows,
     cast(converted.opte_with_job_outcome as {{ dbt.type_bigint() }}) as opte_with_job_outcome,
-    cast(converted.opte_with_job_outcome as double precision) / converted.opte_offflows as conversion_rate
+    cast(converted.opte_with_job_outcome as {{ type_double() }}) / converted.opte_offflows as conversion_rate
 from converted
 left join {{ ref('int_units_named') }} as names
     on names.level = converted.level

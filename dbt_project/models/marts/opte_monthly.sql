@@ -171,19 +171,19 @@ select
     cast(projected.excluded_cross_flow as {{ dbt.type_bigint() }}) as excluded_cross_flow,
     cast(projected.excluded_programme_start as {{ dbt.type_bigint() }}) as excluded_programme_start,
     cast(projected.opte_offflows as {{ dbt.type_bigint() }}) as opte_offflows,
-    cast(projected.opte_offflows as double precision) / projected.offflows as opte_share_of_offflows,
+    cast(projected.opte_offflows as {{ type_double() }}) / projected.offflows as opte_share_of_offflows,
     cast(coalesce(projected.opte_points, 0) as {{ dbt.type_bigint() }}) as opte_points,
     cast(projected.job_outcomes as {{ dbt.type_bigint() }}) as job_outcomes,
     cast(coalesce(projected.jot_points, 0) as {{ dbt.type_bigint() }}) as jot_points,
     projected.opte_target_annual,
     -- annual x months elapsed / 12, multiplied before dividing
-    cast(projected.target_numerator * projected.months_elapsed as double precision)
+    cast(projected.target_numerator * projected.months_elapsed as {{ type_double() }})
         / (12 * projected.target_denominator) as opte_target_ytd,
     cast(projected.opte_ytd as {{ dbt.type_bigint() }}) as opte_ytd,
     projected.months_elapsed,
     -- opte_ytd / opte_target_ytd = opte_ytd x 12 x denominator / (numerator x months elapsed)
     case when projected.target_numerator > 0 then
-        cast(projected.opte_ytd * 12 * projected.target_denominator as double precision)
+        cast(projected.opte_ytd * 12 * projected.target_denominator as {{ type_double() }})
         / (projected.target_numerator * projected.months_elapsed)
     end as pct_of_target_ytd,
     -- RAG compared in exact arithmetic (integers and decimals), never on a rounded ratio
@@ -199,15 +199,15 @@ select
         when not projected.opte_is_final
             and projected.final_months >= {{ var('nowcast_min_final_months') }}
             and projected.final_proxy_offflows > 0
-        then cast(projected.proxy_offflows * projected.final_opte_offflows as double precision)
+        then cast(projected.proxy_offflows * projected.final_opte_offflows as {{ type_double() }})
             / projected.final_proxy_offflows
     end as opte_nowcast,
     -- year-end projection against the annual target (section 15); null without a target or a 0 one
     case when projected.target_numerator > 0 then
-        cast(projected.projected_numerator as double precision) / projected.projected_denominator
+        cast(projected.projected_numerator as {{ type_double() }}) / projected.projected_denominator
     end as opte_projected_annual,
     case when projected.target_numerator > 0 then
-        cast(projected.projected_numerator * projected.target_denominator as double precision)
+        cast(projected.projected_numerator * projected.target_denominator as {{ type_double() }})
         / (projected.projected_denominator * projected.target_numerator)
     end as projected_pct_of_target,
     {{ rag_status('projected.projected_numerator * projected.target_denominator',

@@ -67,7 +67,7 @@ select
     cast(case when by_week.is_due then by_week.back_on_benefit_if_due end as {{ dbt.type_bigint() }})
         as back_on_benefit,
     case when by_week.is_due then
-        1 - cast(by_week.back_on_benefit_if_due as double precision) / by_week.opte_offflows
+        1 - cast(by_week.back_on_benefit_if_due as {{ type_double() }}) / by_week.opte_offflows
     end as sustained_rate,
     by_week.is_due
 from by_week

@@ -251,10 +251,10 @@ select
     cast(targeted.opte_ytd as {{ dbt.type_bigint() }}) as opte_ytd,
     targeted.opte_target_annual,
     -- annual x months elapsed / 12, multiplied before dividing (as opte_monthly)
-    cast(targeted.target_numerator * targeted.months_elapsed as double precision)
+    cast(targeted.target_numerator * targeted.months_elapsed as {{ type_double() }})
         / (12 * targeted.target_denominator) as opte_target_ytd,
     case when targeted.target_numerator > 0 then
-        cast(targeted.opte_ytd * 12 * targeted.target_denominator as double precision)
+        cast(targeted.opte_ytd * 12 * targeted.target_denominator as {{ type_double() }})
         / (targeted.target_numerator * targeted.months_elapsed)
     end as pct_of_target_ytd,
     -- RAG in exact arithmetic, by the rule of opte_monthly (a data test checks that they agree)

@@ -5,7 +5,7 @@
 -- One window pass (running max) instead of recursion: claims of earlier spells all end before
 -- the current spell's first claim starts, so the running max over all earlier claims of the
 -- person and benefit is the running max over the current spell's claims.
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
           pre_hook="{{ delete_affected_persons() }}") }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with claims as (

@@ -4,7 +4,7 @@
 -- d - job_window_before_days <= start <= d + job_window_after_days. The employment goes to the
 -- candidate with the smallest |start - d|; ties to the later off-flow, then to the larger
 -- claim_id compared as text. Employments with no candidate have no row.
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
           pre_hook="{{ delete_affected_persons() }}") }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with employments as (

@@ -3,7 +3,7 @@
 -- = the off-flow's area-adjusted points, plus sustained_bonus_points when the off-flow was from
 -- JSA and the person has no JSA claim (any, the off-flow's own included) starting in
 -- (job_start_date, job_start_date + sustained_days].
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
           pre_hook="{{ delete_affected_persons() }}") }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with credited as (

@@ -12,7 +12,7 @@
 --   died, retired     evidence = the date of death, the State Pension age date.
 {%- set return_days = var('return_window_days') %}
 {%- set crossflow_days = var('crossflow_window_days') %}
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
           pre_hook="{{ delete_affected_persons() }}") }}
 -- depends_on: {{ ref('int_persons_affected') }}
 {#- The five exclusions in precedence order (MEASURES.md section 2): the condition, and the

@@ -1,7 +1,7 @@
 -- One row per off-flow, with its priority group, whether the customer's area is disadvantaged
 -- at d, and its area-adjusted points (MEASURES.md section 3). Every off-flow is scored,
 -- excluded or not; opte_points carries the points of OPtE off-flows only (0 otherwise).
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
           pre_hook="{{ delete_affected_persons() }}") }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with offflows as (

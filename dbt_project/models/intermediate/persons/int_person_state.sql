@@ -3,7 +3,7 @@
 -- changed it. Incremental: each build recomputes every fingerprint (one hash aggregate over the
 -- current state) and writes only the persons whose fingerprint changed, appeared or vanished
 -- (fingerprint null), stamped with this invocation; int_persons_affected reads them.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='person_id') }}
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='delete+insert', unique_key='person_id') }}
 with person_rows as (
     select person_id, {{ row_hash(["'claim'", 'claim_id', 'benefit_code', 'office_code', 'claim_start_date',
                                    'claim_end_date', 'end_reason_code', 'is_lone_parent', 'is_disabled',

@@ -5,7 +5,7 @@ select
     q._source_file as source_file,
     cast(q._row_number as bigint) as row_number,
     q.reject_reason
-from {{ source('lake', 'quarantine') }} as q
+from {{ lake_scan('quarantine') }} as q
 inner join {{ ref('stg_lake__landed_extracts') }} as ext
     on q.filename = ext.quarantine_path
 where ext.is_within_cutoff
