@@ -36,18 +36,20 @@ The kill table is written as markdown (`--report`). Exit status 0 when every mut
     .venv/bin/python scripts/mutate.py --check          # anchors only, no dbt (seconds)
     .venv/bin/python scripts/mutate.py --list
     .venv/bin/python scripts/mutate.py --report docs/MUTATION_REPORT.md
-    .venv/bin/python scripts/mutate.py --only spell_office_largest,cutoff_latest
+    .venv/bin/python scripts/mutate.py --only spell_office_largest,cutoff_latest_dataset
+    .venv/bin/python scripts/mutate.py --report docs/MUTATION_REPORT.md --update   # re-run its survivors
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -216,8 +218,24 @@ def check(project: Path = DBT_PROJECT, out=sys.stdout) -> int:
 # ---------------------------------------------------------------- running dbt
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP: stop like Ctrl-C (a BaseException, so that no `except Exception` in dbt
+    takes it for a failing test)."""
+
+
+def release_warehouse() -> None:
+    """Close dbt-duckdb's process-wide DuckDB connection, so that the warehouse file can be
+    replaced by the baseline's copy and the next invocation opens it afresh."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        try:
+            env.close()
+        finally:
+            DuckDBConnectionManager._ENV = None
 
 
 def _on_signal(signum, frame):
@@ -243,7 +261,6 @@ class Workspace:
         self.pristine = root / "baseline.duckdb"
         self.env = dict(os.environ, OPTE_HOME=str(self.home), OPTE_DUCKDB_MEMORY_LIMIT=memory_limit,
                         DBT_SEND_ANONYMOUS_USAGE_STATS="false")
-        self.child: subprocess.Popen | None = None
 
     @property
     def warehouse(self) -> Path:
@@ -289,33 +306,35 @@ class Workspace:
         self.log(f"mutate: baseline built in {time.perf_counter() - t:.0f} s")
 
     def dbt(self, args: list[str]) -> tuple[int, list[str]]:
-        """Run dbt in the copy; its exit code and the nodes that failed or errored (status: name)."""
-        results = self.root / "target" / "run_results.json"
-        results.unlink(missing_ok=True)
-        cmd = [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(self.project),
-               "--profiles-dir", str(self.project), "--target-path", str(self.root / "target"),
-               "--log-path", str(self.root / "logs"), "--threads", str(self.threads),
-               "--vars", json.dumps({"lake_root": str(self.home / "lake")})]
-        with open(self.root / "dbt_console.log", "ab") as console:
-            self.child = subprocess.Popen(cmd, env=self.env, stdout=console, stderr=subprocess.STDOUT, cwd=self.root)
+        """Run dbt in the copy; its exit code and the nodes that failed or errored (status: name).
+
+        dbt runs in this process (dbtRunner), one invocation after another: a mutant costs its
+        parse and its tests, not a Python start-up and dbt's imports each time (on a busy machine,
+        most of a subprocess's time). Its console output goes to <workspace>/dbt_console.log.
+        """
+        from dbt.cli.main import dbtRunner
+
+        os.environ.update(self.env)
+        cli = [*args, "--project-dir", str(self.project), "--profiles-dir", str(self.project),
+               "--target-path", str(self.root / "target"), "--log-path", str(self.root / "logs"),
+               "--threads", str(self.threads), "--vars", json.dumps({"lake_root": str(self.home / "lake")})]
+        with open(self.root / "dbt_console.log", "a") as console, \
+                contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
             try:
-                code = self.child.wait()
+                outcome = dbtRunner().invoke(cli)
             finally:
-                if self.child.poll() is None:
-                    self.child.terminate()
-                    try:
-                        self.child.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        self.child.kill()
-                self.child = None
+                release_warehouse()
+        if isinstance(outcome.exception, (KeyboardInterrupt, Interrupted)):
+            raise outcome.exception
         failed = []
-        if results.exists():
-            for r in json.loads(results.read_text())["results"]:
-                if r["status"] in ("fail", "error"):
-                    failed.append(f"{r['status']}: {r['unique_id'].split('.', 2)[-1]}")
-        elif code != 0:
-            failed.append("error: dbt stopped before running anything (compilation); see dbt_console.log")
-        return code, failed
+        for r in getattr(outcome.result, "results", None) or []:
+            status = str(getattr(r.status, "value", r.status))
+            if status in ("fail", "error"):
+                failed.append(f"{status}: {r.node.unique_id.split('.', 2)[-1]}")
+        if not outcome.success and not failed:
+            failed.append(f"error: dbt stopped before running anything ({outcome.exception or 'compilation'}); "
+                          f"see {self.root / 'dbt_console.log'}")
+        return (0 if outcome.success else 1), failed
 
     def run(self, m: Mutation, models: list[str]) -> Outcome:
         original = m.target.relative_to(DBT_PROJECT)
@@ -350,32 +369,37 @@ class Workspace:
         return Outcome(m, "killed", stage, shown, time.perf_counter() - t)
 
 
-def report_markdown(outcomes: list[Outcome], total_seconds: float, baseline_seconds: float, command: str) -> str:
-    killed = sum(o.status == "killed" for o in outcomes)
-    survived = [o for o in outcomes if o.status == "survived"]
-    invalid = [o for o in outcomes if o.status == "invalid"]
-    equivalent = [o for o in outcomes if o.status == "equivalent"]
-    judged = len(outcomes) - len(equivalent)
-    rate = 100.0 * killed / judged if judged else 0.0
-    by_unit = sum(o.status == "killed" and o.stage == "unit" for o in outcomes)
-    lines = [
-        "# Mutation report",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"{len(outcomes)} mutants: {killed} killed ({by_unit} by unit tests, {killed - by_unit} by the build's "
-        f"data tests), {len(survived)} survived, {len(equivalent)} equivalent, {len(invalid)} invalid. "
-        f"Kill rate {rate:.1f} % of the {judged} non-equivalent mutants.",
-        f"Run time {total_seconds / 60:.1f} min ({baseline_seconds:.0f} s landing and baseline build, then "
-        f"{sum(o.seconds for o in outcomes) / max(1, len(outcomes)):.1f} s per mutant on average).",
-        "",
-        "| mutant | file | rule (MEASURES.md section) | kind | result | stage | caught by / reason | s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for o in outcomes:
-        m = o.mutation
-        lines.append(f"| `{m.id}` | {m.rel_target(DBT_PROJECT)} | {m.rule} | {m.kind} | **{o.status}** | {o.stage} | "
-                     f"{o.detail.replace('|', '/')} | {o.seconds:.1f} |")
+def outcome_record(o: Outcome) -> dict:
+    m = o.mutation
+    return {"id": m.id, "file": m.rel_target(DBT_PROJECT), "rule": m.rule, "kind": m.kind, "status": o.status,
+            "stage": o.stage, "detail": o.detail, "seconds": round(o.seconds, 1)}
+
+
+def report_markdown(results: dict) -> str:
+    """The kill table of a results record (see `main`): runs, then one row per mutant."""
+    rows = results["mutants"]
+    count = {s: sum(r["status"] == s for r in rows) for s in ("killed", "survived", "equivalent", "invalid")}
+    by_unit = sum(r["status"] == "killed" and r["stage"] == "unit" for r in rows)
+    judged = len(rows) - count["equivalent"]
+    rate = 100.0 * count["killed"] / judged if judged else 0.0
+    lines = ["# Mutation report", "",
+             "Made by `scripts/mutate.py` (docs/TESTING.md) on the bundled sample. Stage `unit`: the mutated "
+             "models' unit tests failed; `build`: they passed, and a data test failed when the models and "
+             "their children were rebuilt on the sample warehouse.", ""]
+    for run in results["runs"]:
+        lines.append(f"- `{run['command']}` ({run['started']}): {run['mutants']} mutant(s) in "
+                     f"{run['seconds'] / 60:.1f} min ({run['baseline_seconds']:.0f} s of it landing and building "
+                     f"the baseline), dbt threads {run['threads']}")
+    lines += ["",
+              f"**{len(rows)} mutants: {count['killed']} killed** ({by_unit} by unit tests, {count['killed'] - by_unit} "
+              f"by data tests), {count['survived']} survived, {count['equivalent']} equivalent (named below with the "
+              f"reason), {count['invalid']} invalid. Kill rate {rate:.1f} % of the {judged} non-equivalent mutants.",
+              "",
+              "| mutant | file | rule (MEASURES.md section) | kind | result | stage | caught by / reason | s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['id']}` | {r['file']} | {r['rule']} | {r['kind']} | **{r['status']}** | {r['stage']} | "
+                     f"{r['detail'].replace('|', '/')} | {r['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -384,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="validate every anchor and selection; no dbt")
     ap.add_argument("--list", action="store_true", help="list the mutations and the models each exercises")
     ap.add_argument("--only", help="comma-separated mutation ids to run (default: all)")
-    ap.add_argument("--report", type=Path, help="write the kill table (markdown) here")
+    ap.add_argument("--report", type=Path, help="write the kill table (markdown) here, and its results as "
+                                                "<report>.json")
+    ap.add_argument("--update", action="store_true",
+                    help="with --report: run only the mutants --only names (default: those the report has as "
+                         "survived or invalid, e.g. after adding the tests that kill them) and replace their rows")
     ap.add_argument("--workspace", type=Path,
                     help="folder for the project copy and the sample warehouse, kept and reused between runs "
                          "(default: a temporary folder, removed afterwards)")
@@ -395,11 +423,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return check()
     mutations, problems = load_catalogue()
-    if problems or check(out=open(os.devnull, "w")) != 0:
+    if problems or check(out=io.StringIO()) != 0:
         check()
         print("mutate: fix the catalogue first (scripts/mutate.py --check)", file=sys.stderr)
         return 2
     models = model_files(DBT_PROJECT)
+    previous = None
+    if args.update:
+        if not args.report or not args.report.with_suffix(".json").exists():
+            print("mutate: --update needs --report naming an earlier report (with its .json beside it)", file=sys.stderr)
+            return 2
+        previous = json.loads(args.report.with_suffix(".json").read_text())
+        if not args.only:
+            args.only = ",".join(r["id"] for r in previous["mutants"] if r["status"] in ("survived", "invalid"))
+            if not args.only:
+                print("mutate: the report has no survivor to re-run")
+                return 0
     if args.only:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
         unknown = sorted(set(wanted) - {m.id for m in mutations})
@@ -418,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+    started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    baseline_seconds = 0.0
     temporary = args.workspace is None
     root = Path(tempfile.mkdtemp(prefix="opte-mutate-")) if temporary else args.workspace.resolve()
     ws = Workspace(root, args.threads, args.memory_limit, log)
@@ -442,13 +483,23 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     if not outcomes:
         return 1
-    text = report_markdown(outcomes, total, locals().get("baseline_seconds", 0.0), command)
+    run = {"command": command, "started": started_at, "mutants": len(outcomes), "seconds": round(total, 1),
+           "baseline_seconds": round(baseline_seconds, 1), "threads": args.threads}
+    records = [outcome_record(o) for o in outcomes]
+    if previous is not None:
+        fresh = {r["id"]: r for r in records}
+        results = {"runs": previous["runs"] + [run],
+                   "mutants": [fresh.pop(r["id"], r) for r in previous["mutants"]] + list(fresh.values())}
+    else:
+        results = {"runs": [run], "mutants": records}
+    text = report_markdown(results)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(text)
-        log(f"mutate: kill table written to {args.report}")
+        args.report.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+        log(f"mutate: kill table written to {args.report} (results: {args.report.with_suffix('.json')})")
     log(text)
-    bad = [o for o in outcomes if o.status in ("survived", "invalid")]
+    bad = [r for r in results["mutants"] if r["status"] in ("survived", "invalid")]
     return 0 if not bad and len(outcomes) == len(mutations) else 1
 
 
