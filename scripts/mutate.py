@@ -65,6 +65,12 @@ KINDS = {"var", "comparison", "precedence", "tie_break", "aggregate", "logic"}
 KEYS = {"id", "rule", "kind", "find", "replace", "select", "equivalent"}
 
 
+# a dbt error that means the mutant is not valid SQL (a catalogue bug), not a bug the tests caught;
+# any other error (a conversion, a division, an out-of-range value on a test's data) is caught
+BROKEN_SQL = re.compile(r"Parser Error|Binder Error|Catalog Error|Compilation Error|syntax error|not found|"
+                        r"Contract Error|does not exist", re.IGNORECASE)
+
+
 class CatalogueError(Exception):
     """A catalogue entry that cannot be applied as written."""
 
@@ -329,7 +335,9 @@ class Workspace:
         failed = []
         for r in getattr(outcome.result, "results", None) or []:
             status = str(getattr(r.status, "value", r.status))
-            if status in ("fail", "error"):
+            if status == "error" and not BROKEN_SQL.search(str(getattr(r, "message", "") or "")):
+                status = "data error"  # the mutant runs, and fails on the test's data: caught
+            if status in ("fail", "error", "data error"):
                 failed.append(f"{status}: {r.node.unique_id.split('.', 2)[-1]}")
         if not outcome.success and not failed:
             failed.append(f"error: dbt stopped before running anything ({outcome.exception or 'compilation'}); "
@@ -364,7 +372,8 @@ class Workspace:
         if errors or not failed:
             return Outcome(m, "invalid", stage, "; ".join(errors or ["dbt failed without a failing test"]),
                            time.perf_counter() - t)
-        names = [f.split(": ", 1)[1] for f in failed]
+        names = [f.split(": ", 1)[1] + (" (a run-time error on its data)" if f.startswith("data error") else "")
+                 for f in failed]
         shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
         return Outcome(m, "killed", stage, shown, time.perf_counter() - t)
 
