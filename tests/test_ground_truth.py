@@ -215,11 +215,11 @@ def test_data_cutoff_is_the_earliest_latest_extract(w):
         select dataset, max(extract_date) from staging.stg_lake__landed_extracts
         where dataset in ('benefit_claims', 'customers', 'tax_employments', 'programme_starts')
         group by dataset""").fetchall())
-    cutoff = w.con.sql("select data_cutoff from intermediate.int_data_cutoff").fetchone()[0]
+    cutoff = w.con.execute("select data_cutoff from intermediate.int_data_cutoff").fetchone()[0]
     assert cutoff.isoformat() == w.summary["period"]["data_cutoff"] == min(latest.values()).isoformat()
     if w.name == "world":
         assert len(set(latest.values())) == 4 and latest["customers"] == cutoff
-    assert w.con.sql("select max(data_cutoff) from marts.opte_monthly").fetchone()[0] == cutoff
+    assert w.con.execute("select max(data_cutoff) from marts.opte_monthly").fetchone()[0] == cutoff
 
 
 # ----------------------------------------------------------------------------- opte_monthly and the proxy (section 12)
