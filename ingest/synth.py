@@ -244,8 +244,14 @@ class _Geography:
 
 def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirty: float = 0.0,
                bad_files: bool = False, truth_dir: Path | None = None,
-               chunk_people: int = CHUNK_PEOPLE) -> SynthSummary:
-    """Write a synthetic inbox for months `start`..`end` ('YYYY-MM', inclusive) and its ground truth."""
+               chunk_people: int = CHUNK_PEOPLE, staggered_ends: bool = False) -> SynthSummary:
+    """Write a synthetic inbox for months `start`..`end` ('YYYY-MM', inclusive) and its ground truth.
+
+    `staggered_ends`: the four incremental datasets end on different dates, so that the data
+    cut-off is the earliest of their latest extracts (MEASURES.md section 9): `customers` ends on
+    the last day of `end`, the other three run on with a header-only extract each (no change
+    since), dated STAGGERED_END_DAYS later. Every figure of the truth is unchanged: the cut-off
+    stays the last day of `end`."""
     t_start = time.perf_counter()
     out = Path(out)
     truth_dir = Path(truth_dir) if truth_dir is not None else out.parent / f"{out.name}_truth"
@@ -288,11 +294,16 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
         # ---- files
         _clear(out)
         specs = _file_specs(months, ext_dates)
+        tails = _staggered_end_specs(T1) if staggered_ends else []
         tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, T0, ext_dates)
         total_rows = total_bytes = 0
         rows_by_ds = {ds: 0 for ds in DATASETS}
         first_file = {}
         offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
+        for spec in tails:  # header-only extracts after the cut-off: no rows, no bad rows
+            path = out / spec.dataset / spec.name
+            total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, T1), _file_rng(
+                seed, spec.dataset, spec.ext_date)).slice(0, 0), _file_rng(seed, spec.dataset, spec.ext_date), None)[1]
         for n_done, spec in enumerate(specs):
             rng = _file_rng(seed, spec.dataset, spec.ext_date)
             table = tables.table(spec, rng)
@@ -322,10 +333,10 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     # ---- truth files
     _write_truth(truth_dir, acc, org, geo, planted, counts, bad, targets, dict(
         people=people, start=start, end=end, seed=seed, dirty=dirty, bad_files=bad_files,
-        files=len(specs) + len(bad), rows_by_dataset=rows_by_ds, move_date=iso(move_date) if move_date else None,
+        files=len(specs) + len(tails) + len(bad), rows_by_dataset=rows_by_ds, move_date=iso(move_date) if move_date else None,
         area_change_date=iso(area_change_date) if area_change_date else None), T0, T1)
     secs = time.perf_counter() - t_start
-    summary = SynthSummary(out=out, truth_dir=truth_dir, files=len(specs) + len(bad), rows=total_rows,
+    summary = SynthSummary(out=out, truth_dir=truth_dir, files=len(specs) + len(tails) + len(bad), rows=total_rows,
                            bytes=total_bytes, seconds=secs, rows_by_dataset=rows_by_ds)
     log.info("%s", summary)
     return summary
@@ -466,6 +477,15 @@ def _targets(people_by_office: np.ndarray, org: Organisation, months: np.ndarray
         for j, dc in enumerate(org.district_code):
             rows.append((f, dc, max(1, int(round(per_district[j] * target_rate(f - fy0) * factor[j])))))
     return pd.DataFrame(rows, columns=["financial_year", "district_code", "opte_target"])
+
+
+# staggered_ends: days after the last month's end at which these datasets' last (header-only)
+# extracts are dated; customers, absent here, ends first and so sets the data cut-off
+STAGGERED_END_DAYS = {"programme_starts": 7, "tax_employments": 14, "benefit_claims": 21}
+
+
+def _staggered_end_specs(T1: int) -> list[FileSpec]:
+    return [FileSpec(ds, T1 + days) for ds, days in STAGGERED_END_DAYS.items()]
 
 
 def _file_specs(months: np.ndarray, ext_dates: np.ndarray) -> list[FileSpec]:

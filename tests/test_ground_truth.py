@@ -8,8 +8,8 @@ report. Two worlds, each landed and built for real:
 
 - `sample`: the bundled sample (data_samples/), built once per session (conftest);
 - `world`: a world generated here, large enough for the statistical checks (24,000
-  customers over two financial years, 14 offices, four of them with planted outliers),
-  and still cheap: about a second to generate.
+  customers over two financial years, 14 offices, four of them with planted outliers, its
+  datasets ending on different dates), and still cheap: about a second to generate.
 
 Where a mart of MEASURES.md sections 12-16 is missing from the warehouse, its checks skip
 and say so.
@@ -31,7 +31,9 @@ from measures.config import SAMPLE_INBOX, warehouse_path, work_database_path
 
 pytestmark = pytest.mark.slow
 
-WORLD = dict(people=24_000, start="2008-04", end="2010-03", seed=11, dirty=0.002)
+# staggered_ends: the four incremental datasets end on different dates (customers first), so that
+# the data cut-off must be the earliest of their latest extracts (MEASURES.md section 9)
+WORLD = dict(people=24_000, start="2008-04", end="2010-03", seed=11, dirty=0.002, staggered_ends=True)
 Z_SAMPLING = 3.5  # a planted rate is recovered when within 3.5 standard errors (two-sided p = 0.0005)
 
 
@@ -206,6 +208,21 @@ def test_quarantine_counts_match_the_planted_bad_rows(w):
         con.close()
     planted = {k: v for k, v in w.summary["dirty_rows"].items() if k != "exact_duplicate" and v}
     assert got == planted
+
+
+def test_data_cutoff_is_the_earliest_latest_extract(w):
+    """Section 9: the cut-off is the earliest, over the four incremental datasets, of each one's
+    latest landed extract. In the world they end on different dates (three of them with a
+    header-only extract after the last day of the period), so any other choice shows."""
+    latest = dict(w.con.sql("""
+        select dataset, max(extract_date) from staging.stg_lake__landed_extracts
+        where dataset in ('benefit_claims', 'customers', 'tax_employments', 'programme_starts')
+        group by dataset""").fetchall())
+    cutoff = w.con.execute("select data_cutoff from intermediate.int_data_cutoff").fetchone()[0]
+    assert cutoff.isoformat() == w.summary["period"]["data_cutoff"] == min(latest.values()).isoformat()
+    if w.name == "world":
+        assert len(set(latest.values())) == 4 and latest["customers"] == cutoff
+    assert w.con.execute("select max(data_cutoff) from marts.opte_monthly").fetchone()[0] == cutoff
 
 
 # ----------------------------------------------------------------------------- opte_monthly and the proxy (section 12)

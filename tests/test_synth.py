@@ -720,3 +720,33 @@ def test_short_periods(tmp_path, start, end):
         assert (rows["valid_from"] == s["generator"]["move_date"]).sum() == 1
     else:
         assert len(rows) == 1
+
+
+def test_staggered_ends_add_header_only_extracts_and_change_nothing_else(tmp_path, clean):
+    """The ground-truth world's datasets end on different dates (MEASURES.md section 9: the
+    cut-off is the earliest of the four datasets' latest extracts): customers on the last day of
+    the period, the others later, in header-only extracts. Every other file and the truth's
+    figures are those of the same world without them."""
+    from ingest.synth import STAGGERED_END_DAYS
+    inbox, truth, summary = clean
+    staggered, truth2, summary2 = _run(tmp_path, "staggered", staggered_ends=True)
+    a = {p.relative_to(inbox): p.read_bytes() for p in inbox_files(inbox)}
+    b = {p.relative_to(staggered): p.read_bytes() for p in inbox_files(staggered)}
+    extra = sorted(set(b) - set(a))
+    assert set(a) <= set(b) and all(a[k] == b[k] for k in a)
+    assert summary2.files == summary.files + 3 == len(b)
+    cutoff = json.loads((truth / "summary.json").read_text())["period"]["data_cutoff"]
+    latest = {}
+    for rel in b:
+        dataset, stamp = rel.parts[0], rel.name.split("_")[-1].split(".")[0]
+        if dataset in ("benefit_claims", "customers", "tax_employments", "programme_starts"):
+            latest[dataset] = max(latest.get(dataset, ""), f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}")
+    assert latest["customers"] == cutoff == min(latest.values())
+    assert len(set(latest.values())) == 4
+    for rel in extra:
+        assert rel.parts[0] in STAGGERED_END_DAYS
+        body = b[rel].decode().strip().splitlines()
+        assert len(body) == 1 and body[0].replace('"', "").lower().startswith(("claim_id", "nino")), rel  # the header alone
+    for name in ("offflows", "office_months", "opte_monthly", "opte_sustainability", "office_monitors",
+                 "measure_agreement"):
+        assert (truth / f"{name}.parquet").read_bytes() == (truth2 / f"{name}.parquet").read_bytes(), name
