@@ -270,7 +270,8 @@ class Workspace:
 
     @property
     def warehouse(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        """dbt's target: the build's working database (measures.config.work_database_path)."""
+        return self.home / ".build" / "work.duckdb"
 
     def project_digest(self) -> str:
         digest = hashlib.sha256()
@@ -302,6 +303,7 @@ class Workspace:
             if report.rejected_files:
                 raise SystemExit(f"mutate: landing the sample rejected files: {report.summary()}")
         self.log("mutate: building the baseline warehouse (full dbt build of the unmutated copy; must pass)")
+        self.warehouse.parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         code, failed = self.dbt(["build"])
         if code != 0:
@@ -356,7 +358,9 @@ class Workspace:
             if code != 0:
                 return self._outcome(m, "unit", failed, t)
             shutil.copyfile(self.pristine, self.warehouse)
-            code, failed = self.dbt(["build", "--select", *[f"{name}+" for name in models],
+            # --full-refresh: an incremental model rebuilt on the baseline's copy would otherwise
+            # recompute only the affected persons (none), leaving the mutant's rows unbuilt
+            code, failed = self.dbt(["build", "--full-refresh", "--select", *[f"{name}+" for name in models],
                                      "--exclude", "test_type:unit", "resource_type:exposure"])
             if code != 0:
                 return self._outcome(m, "build", failed, t)
