@@ -270,8 +270,10 @@ class Workspace:
 
     @property
     def warehouse(self) -> Path:
-        """dbt's target: the build's working database (measures.config.work_database_path)."""
-        return self.home / ".build" / "work.duckdb"
+        """dbt's target: the build's working database (`<home>/.build/work.duckdb`)."""
+        sys.path.insert(0, str(REPO))
+        from measures.config import work_database_path
+        return work_database_path(self.home)
 
     def project_digest(self) -> str:
         digest = hashlib.sha256()
