@@ -26,6 +26,9 @@ def airflow_env(airflow_home: Path, opte_home: Path, **extra: str) -> dict[str, 
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "false",
+        # a home's first parse runs `dbt parse` (dags/opte_monthly.py, dbt_manifest): on a busy
+        # machine that takes longer than Airflow's default 30 s import timeout
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "false",
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "true",
