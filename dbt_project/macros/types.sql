@@ -16,13 +16,3 @@
 {% macro spark__generate_series(upper_bound) -%}
     select explode(sequence(1, {{ upper_bound }})) as generated_number
 {%- endmacro %}
-
-{#- The mean of `expr` as a double that every engine and every run computes to the same bits: the
-    values summed exactly as decimal(38, 18) (a sum of doubles depends on the order threads add
-    them in), the exact sum cast to double (correctly rounded on DuckDB and Spark), divided by the
-    count. Not avg() of the decimals: DuckDB averages decimals in double arithmetic, Spark in
-    decimal, which differ in the last bit. Null over no values, like avg(). -#}
-{% macro mean_of_decimals(expr) -%}
-    (cast(sum(cast({{ expr }} as decimal(38, 18))) as {{ type_double() }})
-        / nullif(count(cast({{ expr }} as decimal(38, 18))), 0))
-{%- endmacro %}
