@@ -178,7 +178,15 @@ def main() -> None:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {}
-    tables = [history_part(name, args, work, results) for name in ("y1", "y5", "y10") if name in parts]
+    header = (f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `benchmarks/scale.py --people {args.people} "
+              f"--parts {args.parts}`, code {code_version()}, {os.cpu_count()} cores, "
+              f"OPTE_DUCKDB_MEMORY_LIMIT={os.environ.get('OPTE_DUCKDB_MEMORY_LIMIT', '6GB (default)')}\n")
+    append(args.results, header)
+    tables = []
+    for name in ("y1", "y5", "y10"):
+        if name in parts:  # each part's table is written as soon as it is done (a later part may fail)
+            tables.append(history_part(name, args, work, results))
+            append(args.results, tables[-1].text() + "\n")
     if "dag" in parts:
         home = results.get("y1 home") or results.get("y5 home")
         for name in ("y1", "y5"):  # else a home an earlier run of this script left in --work
@@ -187,6 +195,7 @@ def main() -> None:
         if home is None:
             raise SystemExit("the dag part needs a built y1 or y5 home: run it with y1 or y5")
         tables.append(dag_part(home, work, results))
+        append(args.results, tables[-1].text() + "\n")
     summary = []
     if "y1 full" in results:
         summary.append(f"y1 full build / scan floor: {results['y1 full'].seconds / results['y1 floor']:.1f}x "
@@ -200,12 +209,13 @@ def main() -> None:
     if "y10 full" in results:
         m = results["y10 full"]
         summary.append(f"y10 full build: {m.seconds / 60:.1f} min, peak RSS {m.peak_rss_mb / 1024:.1f} GB ({TARGETS['y10']})")
-    header = (f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `benchmarks/scale.py --people {args.people} "
-              f"--parts {args.parts}`, code {code_version()}, {os.cpu_count()} cores, "
-              f"OPTE_DUCKDB_MEMORY_LIMIT={os.environ.get('OPTE_DUCKDB_MEMORY_LIMIT', '8GB (default)')}\n")
-    text = header + "\n".join(f"- {s}" for s in summary) + "\n" + "\n".join(t.text() for t in tables) + "\n"
-    print(text)
-    with open(args.results, "a") as fh:
+    text = "\n### Against the targets\n" + "\n".join(f"- {s}" for s in summary) + "\n"
+    print(header + "\n".join(t.text() for t in tables) + text)
+    append(args.results, text)
+
+
+def append(path: str, text: str) -> None:
+    with open(path, "a") as fh:
         fh.write(text)
 
 

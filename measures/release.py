@@ -37,7 +37,6 @@ next build) before its warehouse is read.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -450,10 +449,3 @@ def repoint(home: Path) -> None:
         os.replace(new, catalog)
         _write_json(home / "build_info.json", record)
 
-
-def fingerprint_of_files(folder: Path) -> str:
-    """SHA-256 over a snapshot's Parquet files (names and bytes): for tests and benchmarks."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).rglob("*.parquet")):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()

@@ -26,6 +26,9 @@ def airflow_env(airflow_home: Path, opte_home: Path, **extra: str) -> dict[str, 
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "false",
+        # a fresh home parses the dbt project when the DAG file is imported (Cosmos's manifest):
+        # about 15 s, more than Airflow's default 30 s import timeout on a busy shared machine
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "false",
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "true",

@@ -116,7 +116,9 @@ def test_a_spark_build_has_its_own_fingerprint(tmp_path):
     assert build_fingerprint(tmp_path, None, engine="duckdb") == duck
     spark = build_fingerprint(tmp_path, None, engine="spark")
     assert spark != duck
-    (tmp_path / "warehouse.duckdb").write_bytes(b"")
-    (tmp_path / "build_info.json").write_text(json.dumps({"fingerprint": spark}))
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "warehouse.duckdb")).close()  # a warehouse without a catalog record:
+    (tmp_path / "build_info.json").write_text(json.dumps({"fingerprint": spark}))  # its record is this
     assert not build_needed(tmp_path, engine="spark")
     assert build_needed(tmp_path, engine="duckdb")
