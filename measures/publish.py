@@ -214,6 +214,7 @@ def write_district_files(folder: Path, view: View) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    _import_renderers()  # once, before forking: each worker would otherwise import them again
     global _FORKED
     _FORKED = (folder, view)
     try:
@@ -241,6 +242,18 @@ def publish_workers(districts: int) -> int:
     except ValueError:
         wanted = 2
     return max(1, min(wanted, os.cpu_count() or 1, districts))
+
+
+def _import_renderers() -> None:
+    """Import matplotlib's SVG backend and openpyxl (about a second of CPU) in the parent."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.backends.backend_svg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import openpyxl  # noqa: F401
+
+    import measures.report  # noqa: F401
 
 
 def _district_files_forked(district: tuple[str, str | None]) -> list[dict]:
