@@ -139,11 +139,16 @@ def compute(old_folder: Path | None, new_folder: Path, stems: list[str], out_csv
     """Write revisions.csv / .parquet of `new_folder` against `old_folder`; returns the number of rows."""
     import duckdb
 
-    spill = new_folder / ".revisions-spill"  # DuckDB may spill here; removed before the folder is published
-    con = duckdb.connect(config={"memory_limit": "256MB", "threads": 2, "preserve_insertion_order": True,
+    spill = new_folder / ".revisions-spill"  # DuckDB works here; removed before the folder is published
+    spill.mkdir(parents=True, exist_ok=True)
+    # a database file, not memory: at national scale a month's revisions are millions of cells, and
+    # each table is compared on its own (one full join at a time) into a table on disk
+    con = duckdb.connect(str(spill / "revisions.duckdb"),
+                         config={"memory_limit": "256MB", "threads": 2, "preserve_insertion_order": False,
                                  "temp_directory": str(spill)})
     try:
-        parts = []
+        columns = ", ".join(f"{_q(c)} varchar" for c in REVISION_COLUMNS)
+        con.execute(f"create table revisions ({columns}, _order_level integer)")
         if old_folder is not None:
             for stem in sorted(stems):
                 if stem in NOT_COMPARED:
@@ -152,18 +157,13 @@ def compute(old_folder: Path | None, new_folder: Path, stems: list[str], out_csv
                 if old.exists() and new.exists():
                     sql = compare_file(con, stem, old, new)
                     if sql:
-                        parts.append(sql)
+                        con.execute(f"insert into revisions by name {sql}")
         cols = ", ".join(_q(c) for c in REVISION_COLUMNS)
-        if parts:
-            union = " union all ".join(f"select * from ({p})" for p in parts)
-            query = (f"select {cols} from ({union}) order by file, _order_level, unit_code, month, row_key, "
-                     f"\"column\"")
-        else:
-            query = "select " + ", ".join(f"cast(null as varchar) as {_q(c)}" for c in REVISION_COLUMNS) + " limit 0"
-        con.execute(f"create temp table revisions as {query}")
-        con.execute(f"copy revisions to '{out_csv}' (format csv, header true, quote '\"', escape '\"', "
+        ordered = (f"(select {cols} from revisions order by file, _order_level, unit_code, month, row_key, "
+                   f"\"column\")")
+        con.execute(f"copy {ordered} to '{out_csv}' (format csv, header true, quote '\"', escape '\"', "
                     "new_line '\n')")
-        con.execute(f"copy revisions to '{out_parquet}' (format parquet, compression zstd)")
+        con.execute(f"copy {ordered} to '{out_parquet}' (format parquet, compression zstd)")
         return con.execute("select count(*) from revisions").fetchone()[0]
     finally:
         con.close()
