@@ -76,6 +76,11 @@ class Context:
 def _none(v):
     if v is None or v is pd.NA:
         return None
+    t = type(v)
+    if t is str or t is int or t is bool:  # the common cases, without pd.isna
+        return v
+    if t is float:
+        return None if v != v else v
     try:
         if pd.isna(v):
             return None
