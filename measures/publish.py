@@ -200,11 +200,11 @@ def write_pages(folder: Path, view: View) -> list[dict]:
     the national page report.html.
 
     Rendering (charts and workbooks) is most of the publication's time, so with many districts it
-    is shared by forked worker processes, one per core (at most `OPTE_PUBLISH_WORKERS`, default
-    2), which inherit the month's tables copy-on-write and write into the same temporary folder.
-    They take the pages from one queue, the costliest first (the national page, then the
-    districts with the most offices), so that every core stays busy to the end. The files do not
-    depend on who wrote them.
+    is shared between this process and one forked worker process per further core (at most
+    `OPTE_PUBLISH_WORKERS` processes, default 2): the workers inherit the month's tables
+    copy-on-write and write into the same temporary folder. Every process takes its next page from
+    one shared queue, the costliest first (the national page, then the districts with the most
+    offices), so that every core stays busy to the end. The files do not depend on who wrote them.
     """
     (folder / "districts").mkdir()
     districts = view.districts()
@@ -217,17 +217,27 @@ def write_pages(folder: Path, view: View) -> list[dict]:
     offices = {code: len(view.office_codes(code)) for code, _ in districts}
     jobs = [NATIONAL, *sorted(districts, key=lambda d: (-offices[d[0]], d[0]))]
     _import_renderers()  # once, before forking: each worker would otherwise import them again
+    context = multiprocessing.get_context("fork")
+    taken = context.Value("i", 0)  # the queue: the index of the next job, shared by every process
     global _FORKED
-    _FORKED = (folder, view)
+    _FORKED = (folder, view, jobs, taken)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            # the executor hands the jobs to whichever worker is free, in this order
-            return [e for part in pool.map(_page_files_forked, jobs) for e in part]
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_take_jobs) for _ in range(workers - 1)]
+            try:
+                entries = _take_jobs()
+            except BaseException:
+                with taken.get_lock():  # the workers stop after their current page
+                    taken.value = len(jobs)
+                raise
+            for future in futures:
+                entries += future.result()
+        return entries
     finally:
         _FORKED = None
 
 
-_FORKED: tuple[Path, View] | None = None
+_FORKED: tuple | None = None  # (folder, view, jobs, index of the next job), inherited by the workers
 PARALLEL_FROM_DISTRICTS = 6
 
 
@@ -253,9 +263,17 @@ def _import_renderers() -> None:
     import measures.report  # noqa: F401
 
 
-def _page_files_forked(job: tuple[str, str | None] | None) -> list[dict]:
-    folder, view = _FORKED
-    return _page_files(folder, view, job)
+def _take_jobs() -> list[dict]:
+    """Render the next job of the shared queue until none is left; returns the files' entries."""
+    folder, view, jobs, taken = _FORKED
+    entries = []
+    while True:
+        with taken.get_lock():
+            i = taken.value
+            taken.value = i + 1
+        if i >= len(jobs):
+            return entries
+        entries += _page_files(folder, view, jobs[i])
 
 
 def _page_files(folder: Path, view: View, job: tuple[str, str | None] | None) -> list[dict]:
