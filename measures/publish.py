@@ -187,50 +187,57 @@ def write_publication(folder: Path, tables: dict[str, pd.DataFrame], ctx: Contex
     ctx.files = sorted([f"{name}.csv / .parquet" for name in [*files, "revisions", "data_dictionary"]])
     view = View(tables, ctx, *revisions.summary(folder / "revisions.csv"))
     stage = time.monotonic()
-    entries += write_district_files(folder, view)
-    log.info("district workbooks and pages written (%.1f s)", time.monotonic() - stage)
-
-    from measures.report import national_charts, national_page
-
-    path = folder / "report.html"
-    path.write_text(national_page(view, national_charts(view)), encoding="utf-8")
-    entries.append(file_entry(folder, path, None))
+    entries += write_pages(folder, view)
+    log.info("district workbooks and pages and the national page written (%.1f s)", time.monotonic() - stage)
     return sorted(entries, key=lambda e: e["path"])
 
 
-def write_district_files(folder: Path, view: View) -> list[dict]:
-    """districts/<code>.xlsx and districts/<code>.html for every real district of the month.
+NATIONAL = None  # the job of the national page among the district jobs
+
+
+def write_pages(folder: Path, view: View) -> list[dict]:
+    """districts/<code>.xlsx and districts/<code>.html for every real district of the month, and
+    the national page report.html.
 
     Rendering (charts and workbooks) is most of the publication's time, so with many districts it
-    is shared with one forked worker process per further core (at most `OPTE_PUBLISH_WORKERS`,
-    default 2): the worker inherits the month's tables copy-on-write and writes its districts' files
-    into the same temporary folder. The files do not depend on who wrote them.
+    is shared between this process and one forked worker process per further core (at most
+    `OPTE_PUBLISH_WORKERS` processes, default 2): the workers inherit the month's tables
+    copy-on-write and write into the same temporary folder. Every process takes its next page from
+    one shared queue, the costliest first (the national page, then the districts with the most
+    offices), so that every core stays busy to the end. The files do not depend on who wrote them.
     """
     (folder / "districts").mkdir()
     districts = view.districts()
     workers = publish_workers(len(districts))
     if workers <= 1:
-        return [e for d in districts for e in _district_files(folder, view, d)]
+        return [e for job in [*districts, NATIONAL] for e in _page_files(folder, view, job)]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    offices = {code: len(view.office_codes(code)) for code, _ in districts}
+    jobs = [NATIONAL, *sorted(districts, key=lambda d: (-offices[d[0]], d[0]))]
     _import_renderers()  # once, before forking: each worker would otherwise import them again
+    context = multiprocessing.get_context("fork")
+    taken = context.Value("i", 0)  # the queue: the index of the next job, shared by every process
     global _FORKED
-    _FORKED = (folder, view)
+    _FORKED = (folder, view, jobs, taken)
     try:
-        children = districts[1::2] if workers == 2 else [d for i, d in enumerate(districts) if i % workers]
-        own = [d for d in districts if d not in children]
-        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_district_files_forked, d) for d in children]
-            entries = [e for d in own for e in _district_files(folder, view, d)]
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_take_jobs) for _ in range(workers - 1)]
+            try:
+                entries = _take_jobs()
+            except BaseException:
+                with taken.get_lock():  # the workers stop after their current page
+                    taken.value = len(jobs)
+                raise
             for future in futures:
                 entries += future.result()
+        return entries
     finally:
         _FORKED = None
-    return entries
 
 
-_FORKED: tuple[Path, View] | None = None
+_FORKED: tuple | None = None  # (folder, view, jobs, index of the next job), inherited by the workers
 PARALLEL_FROM_DISTRICTS = 6
 
 
@@ -256,15 +263,28 @@ def _import_renderers() -> None:
     import measures.report  # noqa: F401
 
 
-def _district_files_forked(district: tuple[str, str | None]) -> list[dict]:
-    folder, view = _FORKED
-    return _district_files(folder, view, district)
+def _take_jobs() -> list[dict]:
+    """Render the next job of the shared queue until none is left; returns the files' entries."""
+    folder, view, jobs, taken = _FORKED
+    entries = []
+    while True:
+        with taken.get_lock():
+            i = taken.value
+            taken.value = i + 1
+        if i >= len(jobs):
+            return entries
+        entries += _page_files(folder, view, jobs[i])
 
 
-def _district_files(folder: Path, view: View, district: tuple[str, str | None]) -> list[dict]:
-    from measures.report import district_charts, district_page
+def _page_files(folder: Path, view: View, job: tuple[str, str | None] | None) -> list[dict]:
+    """The files of one job: a district's workbook and page, or (NATIONAL) report.html."""
+    from measures.report import district_charts, district_page, national_charts, national_page
 
-    code, name = district
+    if job is NATIONAL:
+        path = folder / "report.html"
+        path.write_text(national_page(view, national_charts(view)), encoding="utf-8")
+        return [file_entry(folder, path, None)]
+    code, name = job
     path = folder / "districts" / f"{safe_name(code)}.xlsx"
     sheets = write_workbook(path, view, code, name)
     entry = file_entry(folder, path, sheets["Headline"])

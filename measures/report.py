@@ -190,16 +190,20 @@ def _cohort_table(view: View, level: str, codes: list[str]) -> str:
         return ""
     weeks = sorted(jsa["week"].dropna().astype(int).unique())
     head = "<th>Code</th><th>Name</th>" + "".join(f"<th>Week {w}: latest cohort due</th>" for w in weeks)
+    # each unit's first row and, for each week, its row of the latest cohort (grouped once, not filtered
+    # per unit and week)
+    first = {k: v[0] for k, v in jsa.groupby("unit_code", sort=False).indices.items()}
+    by_month = jsa.sort_values("cohort_month", kind="stable")
+    latest = {k: v[-1] for k, v in by_month.groupby(["unit_code", "week"], sort=False).indices.items()}
     body = []
     for code in codes:
-        u = jsa[jsa["unit_code"] == code]
-        if not len(u):
+        if code not in first:
             continue
+        u = jsa.iloc[[first[code]]]
         cells = []
         for w in weeks:
-            g = u[u["week"] == w].sort_values("cohort_month")
-            if len(g):
-                r = g.iloc[-1]
+            if (code, w) in latest:
+                r = by_month.iloc[latest[(code, w)]]
                 target = _none(r["target_rate"])
                 cells.append(f'<td class="n">{charts.pct(_none(r["offflow_rate"]))} ({charts.month_label(r["cohort_month"])}'
                              + (f"; target {target:.0%}" if target is not None else "") + ")</td>")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from copy import copy
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -106,6 +107,7 @@ class SheetWriter:
         self.columns: list[Col] = []
         self.rag_columns: list[int] = []
         self.widths: dict[int, int] = {}
+        self._styles: dict[tuple[str, bool], object] = {}  # (number format, bold) -> a cell's style ids
 
     def header(self, columns: list[Col]) -> None:
         from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -126,15 +128,32 @@ class SheetWriter:
         self.ws.row_dimensions[HEADER_ROW].height = 45
         self.row = HEADER_ROW + 1
 
-    def append(self, values: list, bold: bool = False) -> None:
-        from openpyxl.styles import Font
+    def _style(self, fmt: str, bold: bool):
+        """The style of a cell with number format `fmt` (bold or not), registered with the workbook
+        once and then copied to each such cell (assigning a Font or format to every cell costs more
+        than writing it)."""
+        key = (fmt, bold)
+        if key not in self._styles:
+            from openpyxl.cell.cell import Cell
+            from openpyxl.styles import Font
 
-        font = Font(bold=True) if bold else None
+            probe = Cell(self.ws)
+            probe.number_format = fmt
+            if bold:
+                probe.font = Font(bold=True)
+            self._styles[key] = probe._style
+        return self._styles[key]
+
+    def append(self, values: list, bold: bool = False, formats: list[str] | None = None) -> None:
+        """One row; `formats` overrides the columns' number formats cell by cell."""
+        from openpyxl.cell.cell import Cell
+
+        ws, row = self.ws, self.row
         for i, (col, v) in enumerate(zip(self.columns, values), start=1):
-            c = self.ws.cell(row=self.row, column=i, value=v)
-            c.number_format = col.fmt
-            if font:
-                c.font = font
+            fmt = formats[i - 1] if formats is not None else col.fmt
+            c = Cell(ws, row=row, column=i, value=v)
+            c._style = copy(self._style(fmt, bold))
+            ws._cells[(row, i)] = c
             if v is not None:
                 text = (charts.month_label(v) if isinstance(v, datetime) else
                         f"{v:,.1%}" if col.unit == dd.SHARE and isinstance(v, (int, float)) else
@@ -247,9 +266,8 @@ def trend_sheet(wb, view: View, code: str, label: str) -> int:
                 name = next((n for n in names.loc[unit_code].tolist() if isinstance(n, str)), None) \
                     if unit_code in names.index else None
                 values = [value(Col("x", "", unit), v) for v in grid.loc[unit_code].tolist()]
-                w.append([unit_code, name, measure, *values], bold=level == "district")
-                for i, c in enumerate(cols[3:], start=4):
-                    ws.cell(row=w.row - 1, column=i).number_format = FORMATS[unit]
+                w.append([unit_code, name, measure, *values], bold=level == "district",
+                         formats=[c.fmt for c in cols[:3]] + [FORMATS[unit]] * (len(cols) - 3))
     return w.finish(frozen_columns=3)
 
 
@@ -299,10 +317,10 @@ def cohorts_sheet(wb, view: View, code: str, label: str) -> int:
                        _proj=(rows["projected_rate"].astype("Float64").where(~due) if has_projection else None))
     keys = ["_u", "unit_code", "_b", "benefit_code", "cohort_month"]
     first = rows.drop_duplicates(keys).set_index(keys)[["unit_name", "cohort_size"]]
-    rate = rows.pivot_table(index=keys, columns="week", values="_rate", aggfunc="first", dropna=False)
+    rate = _pivot_first(rows, keys, "week", "_rate")
     wide = first.join(rate.reindex(columns=weeks), how="left")
     if has_projection:
-        proj = rows.pivot_table(index=keys, columns="week", values="_proj", aggfunc="first", dropna=False)
+        proj = _pivot_first(rows, keys, "week", "_proj")
         wide = wide.join(proj.reindex(columns=weeks).add_prefix("p"), how="left")
     share, month_col, size_col = Col("r", "", dd.SHARE), Col.of("cohort_month"), Col.of("cohort_size")
     for key, r in zip(wide.index, wide.itertuples(index=False)):
@@ -316,6 +334,13 @@ def cohorts_sheet(wb, view: View, code: str, label: str) -> int:
                 vals.append(value(share, rec.get(f"p{wk}")))
         w.append(vals, bold=unit_code == code)
     return w.finish(frozen_columns=2)
+
+
+def _pivot_first(rows: pd.DataFrame, keys: list[str], column: str, values: str) -> pd.DataFrame:
+    """`rows` wide: one row per `keys`, one column per value of `column`, the first non-null `values`
+    of each cell (what pivot_table(aggfunc="first") gives for the keys present, without the
+    product of every key level with every other that pivot_table(dropna=False) builds first)."""
+    return rows.groupby([*keys, column], sort=True, dropna=False)[values].first().unstack(column)
 
 
 def monitors_sheet(wb, view: View, code: str, label: str) -> int:
@@ -372,8 +397,8 @@ def sustainability_sheet(wb, view: View, code: str, label: str) -> int:
     keys = ["_u", "unit_code", "month"]
     rows = rows.assign(_u=rows["unit_code"].map(order))
     first = rows.drop_duplicates(keys).set_index(keys)[["unit_name", "opte_offflows", "opte_is_final"]]
-    back = rows.pivot_table(index=keys, columns="week", values="back_on_benefit", aggfunc="first", dropna=False)
-    sus = rows.pivot_table(index=keys, columns="week", values="sustained_rate", aggfunc="first", dropna=False)
+    back = _pivot_first(rows, keys, "week", "back_on_benefit")
+    sus = _pivot_first(rows, keys, "week", "sustained_rate")
     wide = first.join(back.reindex(columns=weeks).add_prefix("b"), how="left").join(
         sus.reindex(columns=weeks).add_prefix("s"), how="left").sort_index()
     people, share = Col("b", "", dd.PEOPLE), Col("s", "", dd.SHARE)
