@@ -30,18 +30,20 @@ OPTE = str(Path(sys.executable).with_name("opte"))
 
 
 def marts_agree(spark_home: Path, duckdb_home: Path) -> str:
-    """Every mart of the two builds, cell for cell (tests/warehouse_compare.py, the suite's one
-    comparison): the number of marts, or what differs."""
+    """Every mart of the two builds and the relations publication reads besides, cell for cell
+    (tests/warehouse_compare.py, the suite's one comparison): the number of marts, or what differs."""
     from warehouse_compare import mart_tables, marts_differences
 
-    differ = marts_differences(duckdb_home / "warehouse.duckdb", spark_home / "warehouse.duckdb")
+    duck, spark = duckdb_home / "warehouse.duckdb", spark_home / "warehouse.duckdb"
+    differ = marts_differences(duck, spark) + marts_differences(
+        duck, spark, schema="intermediate", tables=("int_coverage_start", "int_data_cutoff"))
     if differ:
         return "DIFFER: " + "; ".join(differ)
     import duckdb
 
     con = duckdb.connect(config={"threads": 1})
     try:
-        con.execute(f"attach '{duckdb_home / 'warehouse.duckdb'}' as duck (read_only)")
+        con.execute(f"attach '{duck}' as duck (read_only)")
         count = len(mart_tables(con, "duck"))
     finally:
         con.close()
