@@ -21,9 +21,10 @@ from measures.engines import spark_missing
 from warehouse_compare import mart_tables, marts_differences
 
 SPARK_MISSING = spark_missing()
-# Opt-in for now: on the shared 2-core machine the module took 11.5 minutes (load 8 to 13), over the
-# 10 minutes it may add to the suite: the Spark build of the sample is about 10 of them, most of it
-# Spark analysing and planning the unit tests' queries (benchmarks/RESULTS.md).
+# Opt-in for now: on the shared 2-core machine the module took 11.5 minutes (load 8 to 13) and 15
+# minutes (load 12 to 21), over the 10 minutes it may add to the suite: the Spark build of the
+# sample is 10 to 13 of them, most of it Spark analysing and planning the unit tests' queries
+# (benchmarks/RESULTS.md).
 # `OPTE_SPARK_TESTS=1 bash scripts/test.sh tests/test_spark.py` runs them.
 SPARK_OPT_IN = os.environ.get("OPTE_SPARK_TESTS") == "1"
 pytestmark = [
