@@ -4,7 +4,8 @@ The dbt project is one; each engine is a dbt target (dbt_project/profiles.yml): 
 `<home>/warehouse.duckdb`) and `spark` (dbt-spark; locally `method: session`, in-process, with
 its metastore and warehouse under `<home>/spark`). What differs between the engines is in the
 dbt project's `adapter.dispatch` macros (dbt_project/macros/lake_scan.sql, types.sql,
-financial_year.sql, spark_seeds.sql), never in a model.
+financial_year.sql, add_days.sql, spark_dates.sql, window_functions.sql, mean_of_decimals.sql,
+spark_seeds.sql), never in a model.
 
 Publication reads `<home>/warehouse.duckdb` whichever engine built it. On Spark the marts are
 Parquet files under `<home>/spark/marts/<model>/` (dbt_project.yml `location_root`), and

@@ -145,10 +145,11 @@ def test_every_mart_has_an_enforced_contract(manifest):
 
 # SQL one engine understands and another does not (docs/ARCHITECTURE.md, "Spark"): models and
 # tests say it through the project's adapter.dispatch macros instead (lake_scan, type_double,
-# date_from_parts) or dbt's cross-database macros (dbt.type_string(), dbt.dateadd(), ...).
+# date_from_parts, last_value_ignore_nulls, mean_of_decimals) or dbt's cross-database macros
+# (dbt.type_string(), dbt.dateadd(), ...).
 ENGINE_SPECIFIC = re.compile(
     r"read_parquet|read_json|read_csv|\bparquet\.`|double\s+precision|\bas\s+varchar\b|::\s*\w|"
-    r"\bstrftime\b|\bdate_diff\b|\bstring_agg\b|\blist_\w+\(|\bepoch\(", re.I)
+    r"\bstrftime\b|\bdate_diff\b|\bstring_agg\b|\blist_\w+\(|\bepoch\(|\bignore\s+nulls\b", re.I)
 
 
 def test_models_and_tests_hold_no_engine_specific_sql(manifest):

@@ -59,15 +59,12 @@ moments as (
     from sums
 ),
 
-errors as (
+pair_errors as (
     select
         paired.level,
         paired.financial_year,
         paired.pair,
-        -- summed as decimals: a sum of doubles depends on the order DuckDB's threads add them in,
-        -- so two builds of the same data would publish different last bits
-        cast(avg(cast(abs(moments.scale * paired.x - paired.y) / paired.y as decimal(38, 18))) as {{ type_double() }})
-            as mean_abs_pct_error
+        abs(moments.scale * paired.x - paired.y) / paired.y as abs_pct_error
     from paired
     inner join moments
         on moments.level = paired.level
@@ -75,7 +72,19 @@ errors as (
         and moments.pair = paired.pair
     where paired.y > 0
       and moments.scale is not null
-    group by paired.level, paired.financial_year, paired.pair
+),
+
+errors as (
+    select
+        level,
+        financial_year,
+        pair,
+        -- summed as decimals: a sum of doubles depends on the order DuckDB's threads add them in,
+        -- so two builds of the same data would publish different last bits; the same bits on
+        -- every engine (macros/mean_of_decimals.sql)
+        {{ mean_of_decimals('abs_pct_error') }} as mean_abs_pct_error
+    from pair_errors
+    group by level, financial_year, pair
 )
 
 select

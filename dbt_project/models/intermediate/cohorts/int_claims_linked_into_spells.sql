@@ -56,7 +56,7 @@ numbered as (
         *,
         cast(sum(case when is_spell_first_claim then 1 else 0 end) over claims_so_far
             as {{ dbt.type_bigint() }}) as spell_number,
-        last_value(case when is_spell_first_claim then claim_id end ignore nulls) over claims_so_far
+        {{ last_value_ignore_nulls('case when is_spell_first_claim then claim_id end') }} over claims_so_far
             as spell_id
     from flagged
     window claims_so_far as (
