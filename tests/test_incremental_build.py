@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from warehouse_compare import marts_differences
 pytestmark = pytest.mark.slow
 
 WORLD = dict(people=1200, start="2009-04", seed=5)
-INCREMENTAL_TABLES = ("int_claims_linked_into_spells", "int_offflows_classified", "int_offflows_scored",
-                      "int_employments_matched", "int_job_outcomes_scored")
+INCREMENTAL_TABLES = ("int_customers_state_pension_age", "int_offflows_identified", "int_offflows_classified",
+                      "int_offflows_scored", "int_employments_matched", "int_job_outcomes_scored",
+                      "int_claims_linked_into_spells", "int_spells", "int_spells_cohorted")
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +116,23 @@ def assert_same_warehouse(home: Path, fresh: Path) -> None:
     assert not differences, differences
 
 
+def executed_test_sql(home: Path, name: str) -> str:
+    """The SQL dbt ran for the data test `name` in the home's last build."""
+    [path] = (home / "dbt" / "target" / "run").rglob(f"{name}.sql")
+    return path.read_text()
+
+
+def assert_tests_read_only_affected_persons(home: Path, incremental: bool) -> None:
+    """In an incremental build the data tests of person-level models read only the affected persons
+    (macros/affected_tests.sql); staging's tests, and every test of a full refresh, read every row."""
+    person_level = ["unique_int_spells_spell_id", "unique_int_offflows_identified_claim_id",
+                    "person_id_is_one_to_one"]
+    for name in person_level:
+        filtered = re.search(r"person_id in \(select person_id from \S*int_persons_affected", executed_test_sql(home, name))
+        assert bool(filtered) == incremental, name
+    assert "int_persons_affected" not in executed_test_sql(home, "unique_stg_lake__benefit_claims_claim_id")
+
+
 def recorded_refresh(home: Path) -> str | None:
     return json.loads((home / "build_info.json").read_text())["full_refresh_reason"]
 
@@ -130,6 +149,7 @@ def test_incremental_builds_equal_full_refreshes(tmp_path):
     assert not report.rejected_files
     build(home)
     assert recorded_refresh(home) == "no previous build"
+    assert_tests_read_only_affected_persons(home, incremental=False)
 
     # one more month, with late HMRC notices (employment starts of earlier months) and closures
     added = new_files(inboxes["2009-08"], inboxes["2009-09"])
@@ -138,6 +158,7 @@ def test_incremental_builds_equal_full_refreshes(tmp_path):
     land_files(home, added, inboxes["2009-09"], tmp_path / "stage_1")
     build(home)
     assert recorded_refresh(home) is None  # incremental
+    assert_tests_read_only_affected_persons(home, incremental=True)
     assert_same_warehouse(home, tmp_path / "fresh_1")
 
     # a correction of an earlier claims delivery, landed with the next month

@@ -1,6 +1,7 @@
 -- One row per claim to a working-age benefit in scope of OPtE (seed benefits.is_opte_in_scope:
 -- JSA, ESA, IB, SDA, IS; MEASURES.md section 1), open or ended: the claims off-flows, spells and
 -- registers are made of. Claims to CA and PC are only cross-flow destinations and are left out.
+{{ config(materialized='view') }}
 select
     claims.claim_id,
     claims.person_id,

@@ -6,7 +6,7 @@
 -- the current spell's first claim starts, so the running max over all earlier claims of the
 -- person and benefit is the running max over the current spell's claims.
 {{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
-          pre_hook="{{ delete_affected_persons() }}") }}
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with claims as (
     select

@@ -2,8 +2,12 @@
 -- person to one in-scope benefit (MEASURES.md section 5). Start = first claim's start; end = the
 -- latest end of its claims, null if any of them is open; office = first claim's office,
 -- attributed to its `offices` row valid at the spell start (MEASURES.md section 8).
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with linked_claims as (
     select * from {{ ref('int_claims_linked_into_spells') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 spells as (

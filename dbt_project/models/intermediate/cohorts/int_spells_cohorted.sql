@@ -5,8 +5,12 @@
 -- A cohort is complete (section 9) when it opens on or after the coverage start:
 -- count_date(m-1) + 1 day >= coverage start. An incomplete cohort holds only the spells that
 -- survived into the data, so cohort_offflow_rates shows complete cohorts only.
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with spells as (
     select * from {{ ref('int_spells') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 count_dates as (

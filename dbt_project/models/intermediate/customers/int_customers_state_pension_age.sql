@@ -3,9 +3,13 @@
 -- null. A null sex follows the men's rule: before 1953-12-06 that is the men's row, and from
 -- 1953-12-06 on every row applies to anyone, so "null sex = men" holds throughout.
 -- Adding years or months clamps to the end of the month (29 Feb + 1 year = 28 Feb).
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with customers as (
     select person_id, person_key, date_of_birth, sex
     from {{ ref('stg_lake__customers') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 bands as (

@@ -5,7 +5,7 @@
 -- candidate with the smallest |start - d|; ties to the later off-flow, then to the larger
 -- claim_id compared as text. Employments with no candidate have no row.
 {{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
-          pre_hook="{{ delete_affected_persons() }}") }}
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with employments as (
     select person_id, paye_ref, start_date as employment_start_date, form

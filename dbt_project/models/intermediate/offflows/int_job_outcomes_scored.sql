@@ -4,7 +4,7 @@
 -- JSA and the person has no JSA claim (any, the off-flow's own included) starting in
 -- (job_start_date, job_start_date + sustained_days].
 {{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
-          pre_hook="{{ delete_affected_persons() }}") }}
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with credited as (
     select

@@ -13,7 +13,7 @@
 {%- set return_days = var('return_window_days') %}
 {%- set crossflow_days = var('crossflow_window_days') %}
 {{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
-          pre_hook="{{ delete_affected_persons() }}") }}
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
 -- depends_on: {{ ref('int_persons_affected') }}
 {#- The five exclusions in precedence order (MEASURES.md section 2): the condition, and the
     evidence of the reason (section 16) as claim, date and programme code. -#}

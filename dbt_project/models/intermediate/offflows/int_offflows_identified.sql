@@ -5,8 +5,12 @@
 -- An off-flow dated before the coverage start (is_before_coverage) is kept here, so that it
 -- stays evidence for the rules (job matching), but is counted nowhere: offflow_events leaves it
 -- out, and data_quality counts it as offflows_before_coverage.
+{{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
+-- depends_on: {{ ref('int_persons_affected') }}
 with claims as (
     select * from {{ ref('int_claims_in_scope') }}
+    where {{ only_affected_persons('person_id') }}
 ),
 
 cutoff as (

@@ -2,7 +2,7 @@
 -- at d, and its area-adjusted points (MEASURES.md section 3). Every off-flow is scored,
 -- excluded or not; opte_points carries the points of OPtE off-flows only (0 otherwise).
 {{ config(materialized=('table' if target.type == 'spark' else 'incremental'), incremental_strategy='append',
-          pre_hook="{{ delete_affected_persons() }}") }}
+          pre_hook="{{ delete_affected_persons() }}", meta={'person_level': true}) }}
 -- depends_on: {{ ref('int_persons_affected') }}
 with offflows as (
     select * from {{ ref('int_offflows_classified') }}
