@@ -21,4 +21,8 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
       || echo "test: could not install ${want[*]}; the tests that need them will be skipped"
   fi
 fi
-exec .venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist), each module on one worker (its module fixtures built once), in the
+# order of collection so that the long Airflow deployment test starts first: much of the suite waits
+# on Airflow's scheduler and on subprocesses, and the other worker fills that time. The sample's
+# built home is shared by the workers (tests/conftest.py). `-n 0` runs in one process.
+exec .venv/bin/python -m pytest -n "${OPTE_TEST_WORKERS:-2}" --dist loadscope --no-loadscope-reorder "$@"

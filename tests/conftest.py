@@ -13,17 +13,38 @@ from measures.config import SAMPLE_INBOX
 os.environ.pop("OPTE_PSEUDO_KEY", None)
 
 
-@pytest.fixture(scope="session")
-def sample_built_home(tmp_path_factory) -> Path:
-    """A home folder with the sample inbox landed and the warehouse built (read-only for tests:
-    copy it with `copy_home` before changing anything)."""
+def _land_and_build_sample(home: Path) -> None:
     from ingest.landing import land_inbox
     from measures.build import build
 
-    home = tmp_path_factory.mktemp("sample_home")
     report = land_inbox(SAMPLE_INBOX, home)
     assert not report.rejected_files, report.summary()
     build(home)
+
+
+@pytest.fixture(scope="session")
+def sample_built_home(tmp_path_factory) -> Path:
+    """A home folder with the sample inbox landed and the warehouse built (read-only for tests:
+    copy it with `copy_home` before changing anything).
+
+    Built once per run: under pytest-xdist (scripts/test.sh runs two workers) the first worker that
+    needs it builds it in the run's shared temporary folder, holding a file lock, and every other
+    worker waits for that build and reads the same home."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        home = tmp_path_factory.mktemp("sample_home")
+        _land_and_build_sample(home)
+        return home
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    home, done = shared / "sample_home_shared", shared / "sample_home_shared.built"
+    with FileLock(str(shared / "sample_home_shared.lock")):
+        if not done.exists():
+            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir()
+            _land_and_build_sample(home)
+            done.write_text(worker)
     return home
 
 

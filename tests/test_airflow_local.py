@@ -142,7 +142,7 @@ def have_postgresql() -> bool:
 
 
 @pytest.mark.slow
-def test_local_deployment_runs_a_month_and_a_backfill_like_opte_backfill(tmp_path, sample_built_home, copy_home):
+def test_local_deployment_runs_a_month_and_a_backfill_like_opte_backfill(tmp_path, request, copy_home):
     if os.geteuid() != 0 and not have_postgresql():
         pytest.skip("PostgreSQL is not installed and the test is not root (the script installs it as root)")
     from test_publish import table_hashes
@@ -267,7 +267,9 @@ def test_local_deployment_runs_a_month_and_a_backfill_like_opte_backfill(tmp_pat
     # ---- the command line, on its own home landed from the same inbox (the suite's built sample)
     # in the same order as the deployment published them (the month, then the three before), since
     # revisions compare each publication with the one it replaces, else with the month before
-    cli_home = copy_home(sample_built_home)
+    # (asked for only now, so that the deployment starts at once; with two workers the other one
+    # builds it meanwhile)
+    cli_home = copy_home(request.getfixturevalue("sample_built_home"))
     first = backfill(cli_home, month, month)
     folders = first + backfill(cli_home, months[0], months[-1])
     assert [f.name for f in folders] == [month, *months]
