@@ -160,6 +160,10 @@ def connect(home: Path):
         con.close()
         raise OpteError(f"the warehouse {path} has no marts.{', marts.'.join(missing)}; "
                         "run `opte build` to build it")
+    if "due_date" not in present["cohort_offflow_rates"]:  # publication never works out a due date itself
+        con.close()
+        raise OpteError(f"the warehouse {path} has no marts.cohort_offflow_rates.due_date; "
+                        "run `opte build` to rebuild it")
     return con
 
 
@@ -272,9 +276,7 @@ def cohort_table(con, level: str, month: ReportMonth, present: set[str]) -> pd.D
     """`marts.cohort_offflow_rates` of one level: complete cohorts whose first week fell due in the 24
     months up to M, every week; a week is published as due when it had fallen due by the end of M."""
     cols = cohort_columns(level, present)
-    if "due_date" not in present:  # the due date is dbt's (count date + 7k days), never worked out here
-        raise OpteError("marts.cohort_offflow_rates of the warehouse has no due_date; run `opte build` to rebuild it")
-    due = "c.due_date"
+    due = "c.due_date"  # dbt's (count date + 7k days; `connect` checks the mart has it), never worked out here
     new = [c for c in COHORT_NEW if c in present]
     projected = "".join(f", case when not c.is_due then c.{c} end as {c}" for c in new)
     df = con.execute(
