@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from measures.config import lake_dir, warehouse_path
+from measures.config import warehouse_path
 from measures.errors import OpteError
 
 LEVELS = ("office", "district", "region", "national")
@@ -129,10 +129,6 @@ class ReportMonth:
         return self.first_day.year if self.first_day.month >= 4 else self.first_day.year - 1
 
     @property
-    def financial_year_start(self) -> date:
-        return date(self.financial_year, 4, 1)
-
-    @property
     def months(self) -> list[date]:
         """The 13 months of the trend window, oldest first."""
         return [add_months(self.window_start, i) for i in range(TREND_MONTHS + 1)]
@@ -142,12 +138,6 @@ def add_months(d: date, n: int) -> date:
     """First day of the month n months after d's month."""
     index = d.year * 12 + d.month - 1 + n
     return date(index // 12, index % 12 + 1, 1)
-
-
-def count_date(month_first_day: date) -> date:
-    """The month's second Thursday (MEASURES.md section 5)."""
-    first_thursday = month_first_day + timedelta(days=(3 - month_first_day.weekday()) % 7)
-    return first_thursday + timedelta(days=7)
 
 
 # ---------------------------------------------------------------- reading the warehouse
@@ -170,6 +160,10 @@ def connect(home: Path):
         con.close()
         raise OpteError(f"the warehouse {path} has no marts.{', marts.'.join(missing)}; "
                         "run `opte build` to build it")
+    if "due_date" not in present["cohort_offflow_rates"]:  # publication never works out a due date itself
+        con.close()
+        raise OpteError(f"the warehouse {path} has no marts.cohort_offflow_rates.due_date; "
+                        "run `opte build` to rebuild it")
     return con
 
 
@@ -189,28 +183,14 @@ def _has_relation(con, schema: str, name: str) -> bool:
 
 
 def data_cutoff(con, home: Path) -> date:
-    """The build's data cut-off: the warehouse's own record, else derived from the landed manifests."""
+    """The build's data cut-off (MEASURES.md section 9), as dbt worked it out: `int_data_cutoff`."""
+    row = None
     if _has_relation(con, "intermediate", "int_data_cutoff"):
         row = con.execute("select max(data_cutoff) from intermediate.int_data_cutoff").fetchone()
-        if row and row[0] is not None:
-            return row[0]
-    # Fallback, MEASURES.md section 9: the earliest over the incremental datasets of the
-    # latest landed extract date (bounded by an explicitly requested cut-off).
-    from measures.config import DATASETS_INCREMENTAL
-
-    requested = build_info(home).get("cutoff_requested")
-    latest = []
-    for dataset in DATASETS_INCREMENTAL:
-        dates = [date.fromisoformat(p.stem) for p in (lake_dir(home) / "_manifests" / dataset).glob("*.json")]
-        if requested:
-            dates = [d for d in dates if d <= date.fromisoformat(requested)]
-        if dates:
-            latest.append(max(dates))
-    if requested:
-        return date.fromisoformat(requested)
-    if not latest:
-        raise OpteError(f"cannot tell the data cut-off: no landed manifests under {lake_dir(home)}")
-    return min(latest)
+    if not row or row[0] is None:
+        raise OpteError(f"the warehouse {warehouse_path(home)} records no data cut-off "
+                        "(intermediate.int_data_cutoff); run `opte build` to rebuild it")
+    return row[0]
 
 
 def build_info(home: Path) -> dict:
@@ -296,8 +276,7 @@ def cohort_table(con, level: str, month: ReportMonth, present: set[str]) -> pd.D
     """`marts.cohort_offflow_rates` of one level: complete cohorts whose first week fell due in the 24
     months up to M, every week; a week is published as due when it had fallen due by the end of M."""
     cols = cohort_columns(level, present)
-    # the mart's due date (MEASURES.md 15); a warehouse built before it had one: count date + 7k days
-    due = "c.due_date" if "due_date" in present else "cast(c.cohort_count_date + to_days(cast(7 * c.week as integer)) as date)"
+    due = "c.due_date"  # dbt's (count date + 7k days; `connect` checks the mart has it), never worked out here
     new = [c for c in COHORT_NEW if c in present]
     projected = "".join(f", case when not c.is_due then c.{c} end as {c}" for c in new)
     df = con.execute(

@@ -441,6 +441,10 @@ def revisions_sheet(wb, view: View, code: str, label: str) -> int:
 def notes_lines(view: View, code: str, label: str) -> list[str]:
     ctx = view.ctx
     p = ctx.parameters
+    # the count date as the build's vars set it (MEASURES.md section 5: the 2nd Thursday by default)
+    occurrence, weekday = int(p.get("count_date_occurrence", 2)), int(p.get("count_date_iso_weekday", 4))
+    count_days = (f"{('first', 'second', 'third', 'fourth', 'fifth')[occurrence - 1]} "
+                  f"{('Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday')[weekday - 1]}s")
     lines = [
         f"{label}: report month {charts.month_label(ctx.month.first_day)}",
         f"Data cut-off: {ctx.cutoff.isoformat()} (the earliest latest-extract date over claims, customers, "
@@ -465,7 +469,7 @@ def notes_lines(view: View, code: str, label: str) -> list[str]:
         "above only.",
         "Offices: every reporting office of the district at the end of the month (satellite offices report under "
         "their parent), those with no off-flows included (shown with 0).",
-        "Cohorts: spells starting between two count dates (second Thursdays); the share off benefit by each week, "
+        f"Cohorts: spells starting between two count dates ({count_days}); the share off benefit by each week, "
         "for the cohorts whose first week fell due in the 24 months to the report month.",
     ]
     if ctx.external:

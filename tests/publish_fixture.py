@@ -248,7 +248,7 @@ def make_warehouse(home: Path, seed: int = 7, new_marts: bool = True, geometry: 
         con.execute("alter table marts.opte_monthly drop column proxy_offflows")
         for col in ("opte_nowcast", "opte_projected_annual", "projected_pct_of_target", "projected_rag"):
             con.execute(f"alter table marts.opte_monthly drop column {col}")
-        for col in ("due_date", "projected_rate", "projected_at_risk"):
+        for col in ("projected_rate", "projected_at_risk"):
             con.execute(f"alter table marts.cohort_offflow_rates drop column {col}")
     for helper in ("targets", "unit_targets", "names", "offices"):
         con.execute(f"drop table {helper}")

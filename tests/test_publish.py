@@ -34,7 +34,7 @@ from measures.errors import OpteError  # noqa: E402
 from measures.manifest import sha256_file  # noqa: E402
 from measures.publish import publish_month  # noqa: E402
 from measures.publish_tables import (  # noqa: E402
-    BOOL_COLUMNS, DATE_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, PARENTS, add_months, count_date,
+    BOOL_COLUMNS, DATE_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, PARENTS, add_months,
 )
 from measures.workbooks import RAG_FILLS, SHEETS  # noqa: E402
 
@@ -139,11 +139,28 @@ def test_an_older_warehouse_publishes_without_the_new_marts(tmp_path):
     assert not {"office_monitors.csv", "measure_agreement.csv"} & names
     assert not any(n.startswith("sustainability_") for n in names)
     assert "proxy_offflows" not in pd.read_csv(folder / "opte_district.csv", nrows=0).columns
-    cohorts = pd.read_csv(folder / "cohort_rates_national.csv", parse_dates=["cohort_month", "due_date"])
-    for _, r in cohorts.iterrows():  # the due date from the count date when the mart has none
-        assert r["due_date"].date() == count_date(r["cohort_month"].date()) + pd.Timedelta(days=7 * r["week"])
+    assert "projected_rate" not in pd.read_csv(folder / "cohort_rates_national.csv", nrows=0).columns
     page = (folder / "districts" / "D1.html").read_text()
     assert "appear here once the warehouse holds them" in page
+
+
+@pytest.mark.parametrize("drop, message", [
+    ("alter table marts.cohort_offflow_rates drop column due_date", "has no marts.cohort_offflow_rates.due_date"),
+    ("drop table intermediate.int_data_cutoff", r"records no data cut-off \(intermediate.int_data_cutoff\)"),
+])
+def test_publication_never_works_out_a_rule_the_warehouse_lacks(tmp_path, drop, message):
+    """The due dates and the cut-off are dbt's: a warehouse without them is rebuilt, not second-guessed."""
+    home = tmp_path / "home"
+    make_warehouse(home)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        con.execute(drop)
+    finally:
+        con.close()
+    with pytest.raises(OpteError, match=message) as err:
+        publish_month(home, MONTH)
+    assert "\n" not in str(err.value) and "opte build" in str(err.value)
+    assert not (home / "publish" / MONTH).exists()
 
 
 def test_every_row_names_its_unit_and_the_units_above(internal):
@@ -244,8 +261,10 @@ def test_cohort_rows_are_complete_cohorts_due_in_the_24_months_to_the_report_mon
     last_day = pd.Timestamp("2010-03-31")
     first_due = cohorts.groupby(["benefit_code", "cohort_month"])["due_date"].min()
     assert (first_due <= last_day).all() and (first_due >= pd.Timestamp("2008-04-01")).all()
-    for _, r in cohorts.iterrows():
-        assert r["due_date"].date() == count_date(r["cohort_month"].date()) + pd.Timedelta(days=7 * r["week"])
+    mart_due = warehouse(home, "select benefit_code, cohort_month, week, due_date from marts.cohort_offflow_rates "
+                               "where level = 'national'").set_index(["benefit_code", "cohort_month", "week"])["due_date"]
+    for _, r in cohorts.iterrows():  # the mart's due date, as it is
+        assert r["due_date"] == mart_due[(r["benefit_code"], r["cohort_month"], r["week"])]
         assert bool(r["is_due"]) == (r["due_date"] <= last_day)
         assert pd.isna(r["offflow_rate"]) != bool(r["is_due"])
     # every week of a published cohort is there, due or not
