@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest import lake as lk
-from ingest.contracts import CODE, CONTRACTS, DATE, FLAG, INT, NINO, REJECT_REASONS, Contract
+from ingest.contracts import CONTRACTS, NINO, REJECT_REASONS, Contract
 from ingest.lake import current_files  # noqa: F401  (public helper, re-exported)
 from ingest.nino import DEVELOPMENT_KEY, ENV_KEY, INVALID_MARKER, Pseudonymiser, key_fingerprint, pseudo_key, scrub
 from ingest.sources import Batch, FileRejected, check_header, open_source
@@ -175,17 +175,6 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _typed(kind: str, expr: str) -> str:
-    """SQL for a validated text column's landed (normalised) value."""
-    if kind == DATE:
-        return f"CAST({expr} AS DATE)"
-    if kind == INT:
-        return f"CAST({expr} AS BIGINT)"
-    if kind in (CODE, FLAG):
-        return f"upper({expr})"
-    return expr  # text, and nino (already its person_key in staging)
-
-
 class _FileLanding:
     """The landing of one inbox file; `run` returns its manifest or raises FileRejected."""
 
@@ -285,8 +274,8 @@ class _FileLanding:
         src = f"read_parquet({_lit(str(stage))})"
         keys = [c.column(k) for k in c.key]
         others = [col for col in c.columns if col.name not in c.key]
-        key_sel = ", ".join(f"{_typed(k.kind, _q(k.name))} AS k{i}" for i, k in enumerate(keys))
-        join = " AND ".join(f"d.k{i} = {_typed(k.kind, 's.' + _q(k.name))}" for i, k in enumerate(keys))
+        key_sel = ", ".join(f"{k.landing.landed_sql(_q(k.name))} AS k{i}" for i, k in enumerate(keys))
+        join = " AND ".join(f"d.k{i} = {k.landing.landed_sql('s.' + _q(k.name))}" for i, k in enumerate(keys))
         con.execute(f"CREATE OR REPLACE TEMP TABLE dupkeys AS SELECT {key_sel} FROM {src} "
                     f"GROUP BY ALL HAVING count(*) > 1").fetchall()
         exact = 0
@@ -295,7 +284,7 @@ class _FileLanding:
             # Only the (usually few) rows of repeated keys: do their normalised values differ?
             differs = " OR ".join(
                 f"(count(DISTINCT {e}) > 1 OR (count({e}) > 0 AND count({e}) < count(*)))"
-                for e in (_typed(col.kind, _q(col.name)) for col in others)) or "false"
+                for e in (col.landing.landed_sql(_q(col.name)) for col in others)) or "false"
             con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT {key_sel}, count(*) AS n, "
                         f"min(_row_number) AS first_rn, ({differs}) AS conflict "
                         f"FROM {src} s SEMI JOIN dupkeys d ON {join} GROUP BY ALL").fetchall()
@@ -322,8 +311,7 @@ class _FileLanding:
         return rows_landed, exact
 
     def _landed_schema(self) -> pa.Schema:
-        typ = {DATE: pa.date32(), INT: pa.int64()}
-        return pa.schema([pa.field(col.landed_name, typ.get(col.kind, pa.string())) for col in self.contract.columns]
+        return pa.schema([pa.field(col.landed_name, col.landing.landed_type) for col in self.contract.columns]
                          + [pa.field("_extract_date", pa.date32()), pa.field("_source_file", pa.string()),
                             pa.field("_row_number", pa.int64())])
 
@@ -332,7 +320,7 @@ class _FileLanding:
         schema = self._landed_schema()
         written = 0
         cols = list(self.contract.names) + ["_row_number"]
-        dictionary = [col.landed_name for col in self.contract.columns if col.kind in (CODE, FLAG, DATE)]
+        dictionary = [col.landed_name for col in self.contract.columns if col.landing.dictionary]
         with pq.ParquetWriter(data_tmp, schema, compression="zstd", use_dictionary=dictionary) as writer:
             # pre_buffer=False: a pre-buffered reader keeps every row group read until it is done
             for rb in pq.ParquetFile(stage, pre_buffer=False).iter_batches(batch_size=131_072, columns=cols,
@@ -346,16 +334,7 @@ class _FileLanding:
                 n = rb.num_rows
                 if not n:
                     continue
-                arrays = []
-                for col in self.contract.columns:
-                    v = rb.column(col.name)
-                    if col.kind == DATE:
-                        v = pc.cast(v, pa.date32())
-                    elif col.kind == INT:
-                        v = pc.cast(v, pa.int64())
-                    elif col.kind in (CODE, FLAG):
-                        v = pc.utf8_upper(v)
-                    arrays.append(v)
+                arrays = [col.landing.landed_array(rb.column(col.name)) for col in self.contract.columns]
                 arrays += [pa.repeat(self._extract_scalar, n), pa.repeat(self._source_scalar, n), rows]
                 writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
                 written += n
