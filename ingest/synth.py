@@ -160,19 +160,19 @@ class _Spill:
     """Row versions of every chunk on disk (Arrow IPC, one record batch per extract month)."""
 
     def __init__(self, folder: Path, n_months: int):
-        self.folder, self.M = folder, n_months
+        self.folder, self.n_months = folder, n_months
         self.readers: dict[str, list] = {ds: [] for ds in INCREMENTAL}
         self.schemas: dict[str, pa.Schema] = {}
 
     def add(self, chunk: int, dataset: str, table: pa.Table) -> None:
         ext = table["ext"].to_numpy()
-        bounds = np.searchsorted(ext, np.arange(self.M + 1))
+        bounds = np.searchsorted(ext, np.arange(self.n_months + 1))
         table = table.drop(["ext"]).combine_chunks()
         self.schemas[dataset] = table.schema
         path = self.folder / f"{dataset}_{chunk:05d}.arrow"
         opts = ipc.IpcWriteOptions(compression="lz4")
         with ipc.new_file(str(path), table.schema, options=opts) as w:
-            for i in range(self.M):
+            for i in range(self.n_months):
                 part = table.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i]))
                 batches = [b for b in part.to_batches() if b.num_rows]
                 w.write_batch(batches[0] if len(batches) == 1 else _empty_batch(table.schema))
@@ -260,12 +260,12 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     if not 0.0 <= dirty < 1.0:
         raise OpteError(f"--dirty must be a fraction in [0, 1), got {dirty}")
     months = _months(start, end)
-    M = len(months)
+    n_months = len(months)
     ext_dates = ((months + 1).astype("datetime64[D]") - 1 - EPOCH).astype(np.int64)
-    T0 = int((months[0].astype("datetime64[D]") - EPOCH).astype(np.int64))
-    T1 = int(ext_dates[-1])
+    period_start = int((months[0].astype("datetime64[D]") - EPOCH).astype(np.int64))
+    period_end = int(ext_dates[-1])
     log.info("synth: %d people, %s to %s (%d months), seed %d, dirty %.3f, bad files %s -> %s",
-             people, start, end, M, seed, dirty, bad_files, out)
+             people, start, end, n_months, seed, dirty, bad_files, out)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(10)]
     r_org, r_emit, r_nino, r_bad = streams[0], streams[2], streams[3], streams[6]
 
@@ -275,34 +275,34 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
              len(org.region_code), len(org.district_code), org.n_offices, len(org.area_code),
              ", ".join(f"{p['office_code']} ({p['indicator']} {p['direction']})" for p in planted))
     # the office move and the area change: fixed by the start month, delivered once the period reaches them
-    move_date = int(ext_dates[MOVE_MONTH - 1]) + 1 if M >= MOVE_MONTH else None
-    area_change_date = int(ext_dates[AREA_CHANGE_MONTH - 1]) + 1 if M >= AREA_CHANGE_MONTH else None
+    move_date = int(ext_dates[MOVE_MONTH - 1]) + 1 if n_months >= MOVE_MONTH else None
+    area_change_date = int(ext_dates[AREA_CHANGE_MONTH - 1]) + 1 if n_months >= AREA_CHANGE_MONTH else None
     geo = _Geography(org, move_date)
     paye_refs = make_paye_refs(r_emit, people)
     ninos = make_ninos(r_nino, people)
     kr_world, kr_emit = Keyed(seed, 1), Keyed(seed, 2)
-    numbers = ClaimNumbers(T1)
+    numbers = ClaimNumbers(period_end)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     spill_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
-    spill = _Spill(spill_dir, M)
+    spill = _Spill(spill_dir, n_months)
     try:
-        acc = _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_world, kr_emit,
-                               paye_refs, numbers, spill, truth_dir, t_start)
+        acc = _simulate_chunks(people, chunk_people, org, plants, geo, months, period_start, period_end, kr_world,
+                               kr_emit, paye_refs, numbers, spill, truth_dir, t_start)
         targets = _targets(acc["people_by_office"], org, months, move_date, seed)
         # ---- files
         _clear(out)
         specs = _file_specs(months, ext_dates)
-        tails = _staggered_end_specs(T1) if staggered_ends else []
-        tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, T0, ext_dates)
+        tails = _staggered_end_specs(period_end) if staggered_ends else []
+        tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, period_start, ext_dates)
         total_rows = total_bytes = 0
         rows_by_ds = {ds: 0 for ds in DATASETS}
         first_file = {}
         offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
         for spec in tails:  # header-only extracts after the cut-off: no rows, no bad rows
             path = out / spec.dataset / spec.name
-            total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, T1), _file_rng(
+            total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, period_end), _file_rng(
                 seed, spec.dataset, spec.ext_date)).slice(0, 0), _file_rng(seed, spec.dataset, spec.ext_date), None)[1]
         for n_done, spec in enumerate(specs):
             rng = _file_rng(seed, spec.dataset, spec.ext_date)
@@ -333,8 +333,9 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     # ---- truth files
     _write_truth(truth_dir, acc, org, geo, planted, counts, bad, targets, dict(
         people=people, start=start, end=end, seed=seed, dirty=dirty, bad_files=bad_files,
-        files=len(specs) + len(tails) + len(bad), rows_by_dataset=rows_by_ds, move_date=iso(move_date) if move_date else None,
-        area_change_date=iso(area_change_date) if area_change_date else None), T0, T1)
+        files=len(specs) + len(tails) + len(bad), rows_by_dataset=rows_by_ds,
+        move_date=iso(move_date) if move_date else None,
+        area_change_date=iso(area_change_date) if area_change_date else None), period_start, period_end)
     secs = time.perf_counter() - t_start
     summary = SynthSummary(out=out, truth_dir=truth_dir, files=len(specs) + len(tails) + len(bad), rows=total_rows,
                            bytes=total_bytes, seconds=secs, rows_by_dataset=rows_by_ds)
@@ -353,8 +354,8 @@ TRUTH_SCHEMA = pa.schema([
 ])
 
 
-def _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_world, kr_emit, paye_refs,
-                     numbers, spill, truth_dir, t_start) -> dict:
+def _simulate_chunks(people, chunk_people, org, plants, geo, months, period_start, period_end, kr_world, kr_emit,
+                     paye_refs, numbers, spill, truth_dir, t_start) -> dict:
     """Simulate, emit, spill and classify the people chunk by chunk; return the additive truth figures."""
     bounds = list(range(0, people, chunk_people)) + [people]
     acc = {"om": [], "people_by_office": np.zeros(org.n_offices, dtype=np.int64), "jsa_end_reasons": {},
@@ -363,13 +364,13 @@ def _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_
     writer = pq.ParquetWriter(truth_dir / "offflows.parquet", TRUTH_SCHEMA, compression="zstd")
     try:
         for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            world = simulate(kr_world, lo, hi - lo, org, plants, T0, T1)
+            world = simulate(kr_world, lo, hi - lo, org, plants, period_start, period_end)
             part = build_part(kr_emit, world, org, months, paye_refs, lo, numbers)
             del world
             for ds, t in part.versions.items():
                 spill.add(c, ds, t)
             part.versions = None
-            _truth_of_chunk(part, geo, T0, T1, writer, acc)
+            _truth_of_chunk(part, geo, period_start, period_end, writer, acc)
             if len(bounds) > 2:
                 log.info("people %d to %d simulated and classified (%.1f s)", lo, hi, time.perf_counter() - t_start)
     finally:
@@ -388,7 +389,7 @@ def _add(d: dict, other: dict) -> None:
             d[k] = d.get(k, 0) + v
 
 
-def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, acc: dict) -> None:
+def _truth_of_chunk(part: ChunkRows, geo: _Geography, period_start: int, period_end: int, writer, acc: dict) -> None:
     fc = part.final_claims
     acc["world"]["claims"] += fc.num_rows
     acc["world"]["employments"] += part.final_employments.num_rows
@@ -397,7 +398,7 @@ def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, 
     _add(acc["jsa_end_reasons"], part.jsa_end_reasons)
     jsa = fc.filter(pc.equal(fc["benefit_code"], "JSA"))
     acc["jsa_closed_claims"] += jsa.num_rows - jsa["end"].null_count
-    _add(acc["cohorts"], jsa_cohort_shares(jsa, T1, T0))
+    _add(acc["cohorts"], jsa_cohort_shares(jsa, period_end, period_start))
     t = classify_offflows(fc, part.final_customers, part.final_programmes, part.final_employments,
                           passthrough=("office", "proxy_p", "back_p13", "back_p26"), chunk_people=10 ** 9)
     d = t["offflow_date"].to_numpy(np.int64)
@@ -409,7 +410,7 @@ def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, 
     acc["offflows"] += len(t)
     _add(acc["reasons"], {k: int(v) for k, v in t["exclusion_reason"].fillna("opte").value_counts().items()})
     opte = t["exclusion_reason"].isna()
-    mature = t["offflow_date"] <= T1 - 183
+    mature = t["offflow_date"] <= period_end - 183
     for key, mask in (("conversion", opte), ("conversion_mature", opte & mature)):
         g = t[mask].groupby("customer_group")["is_job_outcome"].agg(["size", "sum"])
         _add(acc[key], {grp: {"opte_offflows": int(r["size"]), "with_job_outcome": int(r["sum"])}
@@ -434,7 +435,7 @@ def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, 
         "is_proxy": pa.array(t["is_proxy"].to_numpy(bool)),
     }
     for k in SUSTAINABILITY_WEEKS:
-        due = T1 >= last_day + 7 * k
+        due = period_end >= last_day + 7 * k
         cols[f"back_on_benefit_by_week_{k}"] = pa.array(t[f"back_on_benefit_{k}"].to_numpy(bool),
                                                        mask=~(due & opte.to_numpy()))
     cols["planted_proxy_p"] = pa.array(t["proxy_p"].to_numpy(np.float64))
@@ -484,19 +485,19 @@ def _targets(people_by_office: np.ndarray, org: Organisation, months: np.ndarray
 STAGGERED_END_DAYS = {"programme_starts": 7, "tax_employments": 14, "benefit_claims": 21}
 
 
-def _staggered_end_specs(T1: int) -> list[FileSpec]:
-    return [FileSpec(ds, T1 + days) for ds, days in STAGGERED_END_DAYS.items()]
+def _staggered_end_specs(period_end: int) -> list[FileSpec]:
+    return [FileSpec(ds, period_end + days) for ds, days in STAGGERED_END_DAYS.items()]
 
 
 def _file_specs(months: np.ndarray, ext_dates: np.ndarray) -> list[FileSpec]:
     """Which files to write, in which format and with which quirks (fixed by the month index, so a
     longer period never changes an earlier file)."""
     specs: list[FileSpec] = []
-    M = len(months)
-    for i in range(M):
-        E = int(ext_dates[i])
+    n_months = len(months)
+    for i in range(n_months):
+        extract_day = int(ext_dates[i])
         for ds in INCREMENTAL:
-            s = FileSpec(ds, E)
+            s = FileSpec(ds, extract_day)
             if ds == "benefit_claims":
                 s.fmt = "csv.gz" if i % 6 == 5 else "csv"
                 s.shuffle = i % 12 == 2
@@ -513,16 +514,16 @@ def _file_specs(months: np.ndarray, ext_dates: np.ndarray) -> list[FileSpec]:
                 s.blank_line = i == 1 and s.fmt == "csv"
             specs.append(s)
         if i == 0:
-            specs.append(FileSpec("offices", E, bom=True))
-            specs.append(FileSpec("disadvantaged_areas", E))
-            specs.append(FileSpec("opte_targets", E))
+            specs.append(FileSpec("offices", extract_day, bom=True))
+            specs.append(FileSpec("disadvantaged_areas", extract_day))
+            specs.append(FileSpec("opte_targets", extract_day))
         if i == MOVE_MONTH - 1:
-            specs.append(FileSpec("offices", E, shuffle=True))
+            specs.append(FileSpec("offices", extract_day, shuffle=True))
         if i == AREA_CHANGE_MONTH - 1:
-            specs.append(FileSpec("disadvantaged_areas", E))
+            specs.append(FileSpec("disadvantaged_areas", extract_day))
         # targets: before each later financial year starts (31 March)
         if i >= 1 and str(months[i])[5:7] == "03":
-            specs.append(FileSpec("opte_targets", E))
+            specs.append(FileSpec("opte_targets", extract_day))
     return specs
 
 
@@ -530,13 +531,14 @@ class _Tables:
     """Builds the pyarrow table of one file from the spilled row versions and the organisation."""
 
     def __init__(self, spill: _Spill, org: Organisation, ninos: np.ndarray, paye_refs: np.ndarray, move_date,
-                 area_change_date, targets: pd.DataFrame, T0: int, ext_dates: np.ndarray):
+                 area_change_date, targets: pd.DataFrame, period_start: int, ext_dates: np.ndarray):
         self.spill, self.org, self.ninos, self.paye_refs = spill, org, ninos, paye_refs
-        self.move_date, self.area_change_date, self.targets, self.T0 = move_date, area_change_date, targets, T0
+        self.move_date, self.area_change_date, self.targets = move_date, area_change_date, targets
+        self.period_start = period_start
         self.ext_dates = ext_dates
 
-    def _rows(self, ds: str, E: int, rng) -> pa.Table:
-        i = int(np.searchsorted(self.ext_dates, E))
+    def _rows(self, ds: str, extract_day: int, rng) -> pa.Table:
+        i = int(np.searchsorted(self.ext_dates, extract_day))
         t = self.spill.month(ds, i)
         return t.take(pa.array(rng.permutation(t.num_rows)))
 
@@ -614,21 +616,21 @@ class _Tables:
         org = self.org
         n = org.n_offices
         # historic opening dates (deterministic from the office index)
-        vf = np.where(np.arange(n) % 5 == 0, _d("2006-10-02"), _d("2002-04-01")).astype(np.int64)
-        vf = np.minimum(vf, self.T0 - 1)
+        valid_from = np.where(np.arange(n) % 5 == 0, _d("2006-10-02"), _d("2002-04-01")).astype(np.int64)
+        valid_from = np.minimum(valid_from, self.period_start - 1)
         dist = org.district.copy()
-        vt = np.full(n, -1, dtype=np.int64)
+        valid_to = np.full(n, -1, dtype=np.int64)
         rows_extra = []
         # the move is known from the snapshot delivered the month before it
         if self.move_date is not None and spec.ext_date >= self.move_date - 1:
-            vt[org.mover] = self.move_date - 1
+            valid_to[org.mover] = self.move_date - 1
             rows_extra.append(org.mover)
         code = list(org.office_code) + [org.office_code[o] for o in rows_extra]
         name = list(org.office_name) + [org.office_name[o] for o in rows_extra]
         rep = list(org.reporting_office) + [org.reporting_office[o] for o in rows_extra]
         d = np.array(list(dist) + [org.mover_to for _ in rows_extra])
-        vfrom = list(vf) + [self.move_date for _ in rows_extra]
-        vto = np.array(list(vt) + [-1 for _ in rows_extra])
+        vfrom = list(valid_from) + [self.move_date for _ in rows_extra]
+        vto = np.array(list(valid_to) + [-1 for _ in rows_extra])
         return pa.table({
             "office_code": str_array(np.array(code, dtype=object)),
             "office_name": str_array(np.array(name, dtype=object)),
@@ -646,32 +648,32 @@ class _Tables:
         dis = np.flatnonzero(org.area_disadvantaged)
         codes = list(org.area_code[dis])
         names = list(org.area_name[dis])
-        vf = [_d("2004-04-01")] * len(dis)
-        vt = [-1] * len(dis)
+        valid_from = [_d("2004-04-01")] * len(dis)
+        valid_to = [-1] * len(dis)
         # two areas that used to be listed, long before the period
         former = np.flatnonzero(~org.area_disadvantaged)[:2]
         for a in former:
             codes.append(org.area_code[a])
             names.append(org.area_name[a])
-            vf.append(_d("2001-04-01"))
-            vt.append(_d("2004-03-31"))
+            valid_from.append(_d("2001-04-01"))
+            valid_to.append(_d("2004-03-31"))
         if self.area_change_date is not None and spec.ext_date >= self.area_change_date - 1:
             cd = self.area_change_date
             # some areas leave the list, some join it
             for j, a in enumerate(dis[: max(1, len(dis) // 20)]):
-                vt[j] = cd - 1
+                valid_to[j] = cd - 1
             new = np.flatnonzero(~org.area_disadvantaged)[2: 2 + max(1, len(dis) // 20)]
             for a in new:
                 codes.append(org.area_code[a])
                 names.append(org.area_name[a])
-                vf.append(cd)
-                vt.append(-1)
-        vt_a = np.array(vt, dtype=np.int64)
+                valid_from.append(cd)
+                valid_to.append(-1)
+        valid_to_days = np.array(valid_to, dtype=np.int64)
         return pa.table({
             "area_code": str_array(np.array(codes, dtype=object)),
             "area_name": str_array(np.array(names, dtype=object)),
-            "valid_from": date_array(np.array(vf, dtype=np.int64)),
-            "valid_to": date_array(np.where(vt_a >= 0, vt_a, 0), null=vt_a < 0),
+            "valid_from": date_array(np.array(valid_from, dtype=np.int64)),
+            "valid_to": date_array(np.where(valid_to_days >= 0, valid_to_days, 0), null=valid_to_days < 0),
         })
 
     def _opte_targets(self, spec, rng):
@@ -750,12 +752,12 @@ def _dates(df: pd.DataFrame, cols=("month",)) -> pd.DataFrame:
 
 
 def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography, planted: list[dict],
-                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, T0: int, T1: int) -> None:
+                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, period_start: int, period_end: int) -> None:
     """The expected marts (parquet) and summary.json, from the off-flows classified by synth_rules."""
     om = acc["om"]
-    monthly = monthly_by_level(om, T1)
+    monthly = monthly_by_level(om, period_end)
     agreement = measure_agreement(monthly)
-    sust = sustainability(monthly, T1)
+    sust = sustainability(monthly, period_end)
     monitors = office_monitors(om, geo.district_at)
     pq.write_table(pa.Table.from_pandas(_dates(om), preserve_index=False), truth_dir / "office_months.parquet",
                    compression="zstd")
@@ -805,7 +807,7 @@ def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography,
                for k, v in sorted(acc["cohorts"].items(), key=lambda kv: int(kv[0]))}
     summary = {
         "generator": meta,
-        "period": {"first_day": iso(T0), "data_cutoff": iso(T1), "coverage_start": iso(T0)},
+        "period": {"first_day": iso(period_start), "data_cutoff": iso(period_end), "coverage_start": iso(period_start)},
         "organisation": {
             "regions": len(org.region_code), "districts": len(org.district_code), "offices": org.n_offices,
             "satellite_offices": int((org.reporting_office != org.office_code).sum()),

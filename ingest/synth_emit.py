@@ -171,7 +171,8 @@ class _Period:
 def build_part(kr: Keyed, world: World, org: Organisation, months: np.ndarray, paye_refs: np.ndarray,
                person_offset: int, numbers: ClaimNumbers) -> ChunkRows:
     """Row versions and final state of one chunk of people (person ids made global)."""
-    period = _Period(start=world.T0, end=world.T1, first_month=months[0], last_extract=len(months) - 1)
+    period = _Period(start=world.period_start, end=world.period_end, first_month=months[0],
+                     last_extract=len(months) - 1)
     people = world.people
     claims_v, final_claims, jsa_end_reasons = _claim_rows(kr, world, org, period, person_offset, numbers)
     customers_v, final_customers = _customer_rows(kr, people, org, period, person_offset)

@@ -121,8 +121,8 @@ class Plants:
 @dataclass
 class World:
     """Everything generated, as parallel numpy arrays (dates: int days; person: chunk-local index)."""
-    T0: int
-    T1: int
+    period_start: int
+    period_end: int
     people: dict = field(default_factory=dict)      # one entry per person
     claims: dict = field(default_factory=dict)      # one entry per claim
     employments: dict = field(default_factory=dict)  # one entry per employment
@@ -268,8 +268,9 @@ class _Simulation:
         while self._new_claims_round():
             rounds += 1
         log.debug("simulated %d people in %d rounds", self.people, rounds)
-        return World(T0=self.period_start, T1=self.period_end, people=self.person, claims=self.claims.result(),
-                     employments=self.employments.result(), programmes=self.programmes.result())
+        return World(period_start=self.period_start, period_end=self.period_end, people=self.person,
+                     claims=self.claims.result(), employments=self.employments.result(),
+                     programmes=self.programmes.result())
 
     def _default_benefit(self, idx, start, key):
         kr, ptype = self.kr, self.ptype[idx]

@@ -140,43 +140,44 @@ class DirtyFactory:
     def _pick(self, xs):
         return xs[int(self.rng.integers(len(xs)))]
 
-    def template(self, dataset: str, E: int) -> dict[str, str]:
+    def template(self, dataset: str, extract_day: int) -> dict[str, str]:
         r = self.rng
         if dataset == "benefit_claims":
-            s = E - int(r.integers(20, 300))
+            s = extract_day - int(r.integers(20, 300))
             return {"claim_id": f"J9{self._n():08d}", "nino": self._nino(), "benefit_code": "JSA",
                     "office_code": self._pick(self.offices), "claim_start_date": iso(s),
-                    "claim_end_date": iso(min(E, s + int(r.integers(5, 200)))), "end_reason_code": "FW",
+                    "claim_end_date": iso(min(extract_day, s + int(r.integers(5, 200)))), "end_reason_code": "FW",
                     "lone_parent": "N", "disabled": "N"}
         if dataset == "customers":
-            return {"nino": self._nino(), "date_of_birth": iso(E - int(r.integers(6000, 20000))),
+            return {"nino": self._nino(), "date_of_birth": iso(extract_day - int(r.integers(6000, 20000))),
                     "sex": self._pick(["M", "F"]), "date_of_death": "", "area_code": self._pick(self.areas)}
         if dataset == "tax_employments":
-            s = E - int(r.integers(30, 200))
+            s = extract_day - int(r.integers(30, 200))
             return {"nino": self._nino(), "paye_ref": f"999/QZ{self._n():05d}", "start_date": iso(s), "end_date": "",
-                    "form": "P46", "received_date": iso(min(E, s + int(r.integers(5, 25))))}
+                    "form": "P46", "received_date": iso(min(extract_day, s + int(r.integers(5, 25))))}
         if dataset == "programme_starts":
             return {"nino": self._nino(), "programme_code": self._pick(["NDLP", "FND", "ND25_IAP"]),
-                    "start_date": iso(E - int(r.integers(0, 28))), "office_code": self._pick(self.offices)}
+                    "start_date": iso(extract_day - int(r.integers(0, 28))), "office_code": self._pick(self.offices)}
         if dataset == "offices":
             code = f"Q{self._n() % 1000:03d}"
             return {"office_code": code, "office_name": f"{code} Temporary Jobcentre", "reporting_office_code": code,
                     "district_code": self._pick(self.districts), "district_name": "Unassigned district",
-                    "region_code": "LON", "region_name": "London", "valid_from": iso(E - int(r.integers(0, 400))),
+                    "region_code": "LON", "region_name": "London",
+                    "valid_from": iso(extract_day - int(r.integers(0, 400))),
                     "valid_to": ""}
         if dataset == "disadvantaged_areas":
             return {"area_code": f"E0199{self._n() % 10000:04d}", "area_name": "Newly listed area",
-                    "valid_from": iso(E - int(r.integers(0, 400))), "valid_to": ""}
+                    "valid_from": iso(extract_day - int(r.integers(0, 400))), "valid_to": ""}
         if dataset == "opte_targets":
-            y = int(np.datetime64(int(E), "D").astype("datetime64[Y]").astype(int)) + 1970
+            y = int(np.datetime64(int(extract_day), "D").astype("datetime64[Y]").astype(int)) + 1970
             return {"financial_year": str(y), "district_code": f"QD{self._n():03d}",
                     "opte_target": str(int(r.integers(50, 5000)))}
         raise ValueError(dataset)
 
-    def rows(self, dataset: str, reason: str, E: int) -> list[dict]:
+    def rows(self, dataset: str, reason: str, extract_day: int) -> list[dict]:
         """One bad row (two for a conflicting duplicate) failing exactly `reason` first."""
         r = self.rng
-        t = self.template(dataset, E)
+        t = self.template(dataset, extract_day)
         if reason == "malformed_row":
             t["__malformed__"] = self._pick(["extra", "short"])
         elif reason == "missing_required":
@@ -206,25 +207,25 @@ class DirtyFactory:
                 if r.random() < 0.5:
                     t["claim_start_date"], t["claim_end_date"] = "1969-12-31", ""
                 else:
-                    t["claim_end_date"] = iso(E + int(r.integers(1, 60)))
+                    t["claim_end_date"] = iso(extract_day + int(r.integers(1, 60)))
             elif dataset == "customers":
                 if r.random() < 0.5:
                     t["date_of_birth"] = self._pick(["1899-12-31", "1850-06-01"])
                 else:
-                    t["date_of_death"] = iso(E + int(r.integers(1, 60)))
+                    t["date_of_death"] = iso(extract_day + int(r.integers(1, 60)))
             elif dataset == "tax_employments":
-                t["received_date"] = iso(E + int(r.integers(1, 60)))
+                t["received_date"] = iso(extract_day + int(r.integers(1, 60)))
             else:
-                t["start_date"] = iso(E + int(r.integers(1, 60)))
+                t["start_date"] = iso(extract_day + int(r.integers(1, 60)))
         elif reason == "end_before_start":
             if dataset == "benefit_claims":
-                s = E - 100
+                s = extract_day - 100
                 t["claim_start_date"], t["claim_end_date"] = iso(s), iso(s - int(r.integers(1, 50)))
             elif dataset == "tax_employments":
                 t["end_date"] = iso(np.datetime64(t["start_date"]).astype(int) - int(r.integers(1, 50)))
             else:
-                vf = np.datetime64(t["valid_from"]).astype(int)
-                t["valid_to"] = iso(vf - int(r.integers(1, 300)))
+                valid_from = np.datetime64(t["valid_from"]).astype(int)
+                t["valid_to"] = iso(valid_from - int(r.integers(1, 300)))
         elif reason == "unknown_benefit":
             t["benefit_code"] = self._pick(["UC", "DLA", "HB", "JSAX"])
         elif reason == "bad_flag":
