@@ -180,7 +180,7 @@ class _FileLanding:
 
     def __init__(self, delivery: Delivery, sha: str, home: Path, scratch: Path, con, pseudonymiser: Pseudonymiser,
                  fingerprint: str):
-        self.d = delivery
+        self.delivery = delivery
         self.contract: Contract = CONTRACTS[delivery.dataset]
         self.sha = sha
         self.lake = lake_dir(home)
@@ -204,7 +204,7 @@ class _FileLanding:
     def _meta(self, n: int, reason, rows, raw_line) -> list[pa.Array]:
         return [
             reason if isinstance(reason, pa.Array) else pa.repeat(pa.scalar(reason, pa.string()), n),
-            pa.repeat(pa.scalar(self.d.dataset, pa.string()), n),
+            pa.repeat(pa.scalar(self.delivery.dataset, pa.string()), n),
             pa.repeat(self._extract_scalar, n),
             pa.repeat(self._source_scalar, n),
             pa.array(rows, pa.int64()),
@@ -225,37 +225,45 @@ class _FileLanding:
                               write_statistics=False) as s_writer:
             for batch in source.batches(self.header):
                 self._quarantine_malformed(batch, q_writer)
-                table = batch.columns.select(self.names)
-                n = table.num_rows
-                if n == 0:
+                if not self._check_batch(batch, nino_col, q_writer, s_writer, stage_schema):
                     continue
-                self.rows_read += n
-                checked = first_reason(self.contract, table, self.d.extract_date, self.pseudonymiser)
-                if nino_col is not None:
-                    idx = self.names.index(nino_col)
-                    raw = table.column(idx)
-                    shown = pc.if_else(checked.nino_valid, checked.person_key,
-                                       pc.if_else(pc.is_valid(raw), INVALID_MARKER, pa.scalar(None, pa.string())))
-                    table = table.set_column(idx, nino_col, shown)
-                passed = pc.is_null(checked.reason)
-                n_passed = pc.sum(passed).as_py() or 0
-                if n_passed < n:
-                    failed = pc.invert(passed)
-                    reasons = checked.reason.filter(failed)
-                    for item in pc.value_counts(reasons).to_pylist():
-                        self.by_reason[item["values"]] += item["counts"]
-                    q_writer.write_table(self._quarantine_rows(
-                        table.filter(failed), reasons, batch.row_numbers[failed.to_numpy(zero_copy_only=False)]))
-                if n_passed:
-                    good = table.filter(passed) if n_passed < n else table
-                    rows = batch.row_numbers[passed.to_numpy(zero_copy_only=False)] if n_passed < n else batch.row_numbers
-                    s_writer.write_table(pa.Table.from_arrays(
-                        list(good.columns) + [pa.array(rows, pa.int64())], schema=stage_schema))
                 now = time.monotonic()
                 if now - last_log >= PROGRESS_EVERY_SECONDS:
                     last_log = now
-                    log.info("%s: %d rows read so far (%.0f rows/s)", self.d.name, self.rows_read,
+                    log.info("%s: %d rows read so far (%.0f rows/s)", self.delivery.name, self.rows_read,
                              self.rows_read / (now - started))
+
+    def _check_batch(self, batch: Batch, nino_col: str | None, q_writer: pq.ParquetWriter,
+                     s_writer: pq.ParquetWriter, stage_schema: pa.Schema) -> bool:
+        """Check one batch's well-formed rows: quarantine the rejected, stage the passed (the NINO
+        replaced by its person_key). False for a batch with no well-formed row."""
+        table = batch.columns.select(self.names)
+        n = table.num_rows
+        if n == 0:
+            return False
+        self.rows_read += n
+        checked = first_reason(self.contract, table, self.delivery.extract_date, self.pseudonymiser)
+        if nino_col is not None:
+            idx = self.names.index(nino_col)
+            raw = table.column(idx)
+            shown = pc.if_else(checked.nino_valid, checked.person_key,
+                               pc.if_else(pc.is_valid(raw), INVALID_MARKER, pa.scalar(None, pa.string())))
+            table = table.set_column(idx, nino_col, shown)
+        passed = pc.is_null(checked.reason)
+        n_passed = pc.sum(passed).as_py() or 0
+        if n_passed < n:
+            failed = pc.invert(passed)
+            reasons = checked.reason.filter(failed)
+            for item in pc.value_counts(reasons).to_pylist():
+                self.by_reason[item["values"]] += item["counts"]
+            q_writer.write_table(self._quarantine_rows(
+                table.filter(failed), reasons, batch.row_numbers[failed.to_numpy(zero_copy_only=False)]))
+        if n_passed:
+            good = table.filter(passed) if n_passed < n else table
+            rows = batch.row_numbers[passed.to_numpy(zero_copy_only=False)] if n_passed < n else batch.row_numbers
+            s_writer.write_table(pa.Table.from_arrays(
+                list(good.columns) + [pa.array(rows, pa.int64())], schema=stage_schema))
+        return True
 
     def _quarantine_malformed(self, batch: Batch, q_writer: pq.ParquetWriter) -> None:
         if not batch.malformed:
@@ -341,7 +349,7 @@ class _FileLanding:
         return written
 
     def run(self, previous: dict | None) -> dict:
-        source = open_source(self.d.path, self.d.fmt)
+        source = open_source(self.delivery.path, self.delivery.fmt)
         self.header = header = check_header(source.header(), self.contract.names)
         # Extra columns are kept in quarantine as received, except any that would clash with our own columns.
         self.names = [n for n in header if n in self.contract.names or n not in RESERVED_NAMES]
@@ -353,26 +361,33 @@ class _FileLanding:
             t0 = time.monotonic()
             self._pass1(source, q_writer, stage)
             t1 = time.monotonic()
-            log.debug("%s: checks done, peak RSS %d MB", self.d.name, _peak_rss_mb())
+            log.debug("%s: checks done, peak RSS %d MB", self.delivery.name, _peak_rss_mb())
             rows_landed, exact = self._pass2(stage, q_writer, data_tmp)
-            log.debug("%s: checks %.1f s, duplicates and landed file %.1f s (peak RSS %d MB)", self.d.name,
+            log.debug("%s: checks %.1f s, duplicates and landed file %.1f s (peak RSS %d MB)", self.delivery.name,
                       t1 - t0, time.monotonic() - t1, _peak_rss_mb())
         stage.unlink()
         rows_quarantined = sum(self.by_reason.values())
         if self.rows_read != rows_landed + rows_quarantined + exact:  # never commit a file that does not add up
             raise AssertionError(
-                f"{self.d.name}: reconciliation failed: {self.rows_read} read != {rows_landed} landed + "
+                f"{self.delivery.name}: reconciliation failed: {self.rows_read} read != {rows_landed} landed + "
                 f"{rows_quarantined} quarantined + {exact} duplicates dropped")
 
+        return self._commit(previous, q_tmp, data_tmp, rows_landed, rows_quarantined, exact)
+
+    def _commit(self, previous: dict | None, q_tmp: Path, data_tmp: Path, rows_landed: int, rows_quarantined: int,
+                exact: int) -> dict:
+        """Move the landed and quarantine files into the lake and write the manifest (the commit point);
+        a correction's earlier files are deleted after it. Returns the manifest."""
         # <stem>.<sha8>: a correction gets new names, so the committed files stay untouched until
         # the new manifest is in place (16 hex digits in the unlikely case the first 8 agree).
         tag = self.sha[:16] if previous and previous["sha256"][:8] == self.sha[:8] else self.sha[:8]
-        data_final = lk.data_path(self.lake, self.d.dataset, self.d.extract_date, self.d.stem, tag)
-        q_final = lk.quarantine_path(self.lake, self.d.dataset, self.d.extract_date, self.d.stem, tag)
+        delivery = self.delivery
+        data_final = lk.data_path(self.lake, delivery.dataset, delivery.extract_date, delivery.stem, tag)
+        q_final = lk.quarantine_path(self.lake, delivery.dataset, delivery.extract_date, delivery.stem, tag)
         manifest = {
-            "dataset": self.d.dataset,
-            "extract_date": self.d.extract_date.isoformat(),
-            "source_file": self.d.name,
+            "dataset": self.delivery.dataset,
+            "extract_date": self.delivery.extract_date.isoformat(),
+            "source_file": self.delivery.name,
             "sha256": self.sha,
             "data_file": data_final.relative_to(self.lake).as_posix(),
             "quarantine_file": q_final.relative_to(self.lake).as_posix(),
