@@ -381,66 +381,67 @@ def _simulate_chunks(people, chunk_people, org, plants, geo, months, period_star
     return acc
 
 
-def _add(d: dict, other: dict) -> None:
-    for k, v in other.items():
-        if isinstance(v, dict):
-            _add(d.setdefault(k, {}), v)
-        elif v is not None and not isinstance(v, float):
-            d[k] = d.get(k, 0) + v
+def _add(totals: dict, more: dict) -> None:
+    for name, value in more.items():
+        if isinstance(value, dict):
+            _add(totals.setdefault(name, {}), value)
+        elif value is not None and not isinstance(value, float):
+            totals[name] = totals.get(name, 0) + value
 
 
 def _truth_of_chunk(part: ChunkRows, geo: _Geography, period_start: int, period_end: int, writer, acc: dict) -> None:
-    fc = part.final_claims
-    acc["world"]["claims"] += fc.num_rows
+    final_claims = part.final_claims
+    acc["world"]["claims"] += final_claims.num_rows
     acc["world"]["employments"] += part.final_employments.num_rows
     acc["world"]["programmes"] += len(part.final_programmes)
     acc["people_by_office"] += part.people_by_office
     _add(acc["jsa_end_reasons"], part.jsa_end_reasons)
-    jsa = fc.filter(pc.equal(fc["benefit_code"], "JSA"))
+    jsa = final_claims.filter(pc.equal(final_claims["benefit_code"], "JSA"))
     acc["jsa_closed_claims"] += jsa.num_rows - jsa["end"].null_count
     _add(acc["cohorts"], jsa_cohort_shares(jsa, period_end, period_start))
-    t = classify_offflows(fc, part.final_customers, part.final_programmes, part.final_employments,
+    offflows = classify_offflows(final_claims, part.final_customers, part.final_programmes, part.final_employments,
                           passthrough=("office", "proxy_p", "back_p13", "back_p26"), chunk_people=10 ** 9)
-    d = t["offflow_date"].to_numpy(np.int64)
-    for k, v in geo.attribute(t["office"].to_numpy(np.int64), d).items():
-        t[k] = v
-    t["month"] = month_first(d)
+    offflow_day = offflows["offflow_date"].to_numpy(np.int64)
+    for name, value in geo.attribute(offflows["office"].to_numpy(np.int64), offflow_day).items():
+        offflows[name] = value
+    offflows["month"] = month_first(offflow_day)
     # folded chunk by chunk: a national organisation has ~90,000 office-months per decade, per chunk
-    acc["om"] = [sum_office_months(acc["om"] + [office_month_counts(t)])]
-    acc["offflows"] += len(t)
-    _add(acc["reasons"], {k: int(v) for k, v in t["exclusion_reason"].fillna("opte").value_counts().items()})
-    opte = t["exclusion_reason"].isna()
-    mature = t["offflow_date"] <= period_end - 183
+    acc["om"] = [sum_office_months(acc["om"] + [office_month_counts(offflows)])]
+    acc["offflows"] += len(offflows)
+    _add(acc["reasons"], {name: int(count)
+                          for name, count in offflows["exclusion_reason"].fillna("opte").value_counts().items()})
+    opte = offflows["exclusion_reason"].isna()
+    mature = offflows["offflow_date"] <= period_end - 183
     for key, mask in (("conversion", opte), ("conversion_mature", opte & mature)):
-        g = t[mask].groupby("customer_group")["is_job_outcome"].agg(["size", "sum"])
-        _add(acc[key], {grp: {"opte_offflows": int(r["size"]), "with_job_outcome": int(r["sum"])}
-                        for grp, r in g.iterrows()})
+        by_group = offflows[mask].groupby("customer_group")["is_job_outcome"].agg(["size", "sum"])
+        _add(acc[key], {grp: {"opte_offflows": int(row["size"]), "with_job_outcome": int(row["sum"])}
+                        for grp, row in by_group.iterrows()})
     # per off-flow, with the marts' null rules for the back-on-benefit columns (section 16)
-    last_day = (t["month"].to_numpy().astype("datetime64[D]").astype("datetime64[M]") + 1).astype(
+    last_day = (offflows["month"].to_numpy().astype("datetime64[D]").astype("datetime64[M]") + 1).astype(
         "datetime64[D]").astype(np.int64) - 1
-    jsd = t["job_start_date"]
+    jsd = offflows["job_start_date"]
     cols = {
-        "claim_id": pa.array(t["claim_id"], type=pa.string()),
-        "benefit_code": pa.array(t["benefit_code"], type=pa.string()),
-        "office_code": pa.array(t["office_code"], type=pa.string()),
-        "reporting_office_code": pa.array(t["reporting_office_code"], type=pa.string()),
-        "district_code": pa.array(t["district_code"], type=pa.string()),
-        "region_code": pa.array(t["region_code"], type=pa.string()),
-        "offflow_date": date_array(d), "offflow_month": date_array(t["month"].to_numpy()),
-        "planted_reason": pa.array(t["exclusion_reason"], type=pa.string(), from_pandas=True),
-        "planted_job_start": pa.array(t["is_job_outcome"].to_numpy(bool)),
+        "claim_id": pa.array(offflows["claim_id"], type=pa.string()),
+        "benefit_code": pa.array(offflows["benefit_code"], type=pa.string()),
+        "office_code": pa.array(offflows["office_code"], type=pa.string()),
+        "reporting_office_code": pa.array(offflows["reporting_office_code"], type=pa.string()),
+        "district_code": pa.array(offflows["district_code"], type=pa.string()),
+        "region_code": pa.array(offflows["region_code"], type=pa.string()),
+        "offflow_date": date_array(offflow_day), "offflow_month": date_array(offflows["month"].to_numpy()),
+        "planted_reason": pa.array(offflows["exclusion_reason"], type=pa.string(), from_pandas=True),
+        "planted_job_start": pa.array(offflows["is_job_outcome"].to_numpy(bool)),
         "job_start_date": date_array(jsd.fillna(0).to_numpy(np.int64), null=jsd.isna().to_numpy()),
-        "customer_group": pa.array(t["customer_group"], type=pa.string()),
-        "end_reason_code": pa.array(t["end_reason_code"], type=pa.string(), from_pandas=True),
-        "is_proxy": pa.array(t["is_proxy"].to_numpy(bool)),
+        "customer_group": pa.array(offflows["customer_group"], type=pa.string()),
+        "end_reason_code": pa.array(offflows["end_reason_code"], type=pa.string(), from_pandas=True),
+        "is_proxy": pa.array(offflows["is_proxy"].to_numpy(bool)),
     }
-    for k in SUSTAINABILITY_WEEKS:
-        due = period_end >= last_day + 7 * k
-        cols[f"back_on_benefit_by_week_{k}"] = pa.array(t[f"back_on_benefit_{k}"].to_numpy(bool),
+    for weeks in SUSTAINABILITY_WEEKS:
+        due = period_end >= last_day + 7 * weeks
+        cols[f"back_on_benefit_by_week_{weeks}"] = pa.array(offflows[f"back_on_benefit_{weeks}"].to_numpy(bool),
                                                        mask=~(due & opte.to_numpy()))
-    cols["planted_proxy_p"] = pa.array(t["proxy_p"].to_numpy(np.float64))
-    cols["planted_back_p13"] = pa.array(t["back_p13"].to_numpy(np.float64), from_pandas=True)
-    cols["planted_back_p26"] = pa.array(t["back_p26"].to_numpy(np.float64), from_pandas=True)
+    cols["planted_proxy_p"] = pa.array(offflows["proxy_p"].to_numpy(np.float64))
+    cols["planted_back_p13"] = pa.array(offflows["back_p13"].to_numpy(np.float64), from_pandas=True)
+    cols["planted_back_p26"] = pa.array(offflows["back_p26"].to_numpy(np.float64), from_pandas=True)
     writer.write_table(pa.table(cols, schema=TRUTH_SCHEMA))
 
 
@@ -555,61 +556,61 @@ class _Tables:
         return table.take(pa.array(idx.astype(np.int32)))
 
     def _benefit_claims(self, spec, rng):
-        v = self._rows("benefit_claims", spec.ext_date, rng)
-        benefit = pa.array(list(BENEFITS)).take(v["benefit"].cast(pa.int32()))
-        office = self._office_codes(v["office"].to_numpy())
+        versions = self._rows("benefit_claims", spec.ext_date, rng)
+        benefit = pa.array(list(BENEFITS)).take(versions["benefit"].cast(pa.int32()))
+        office = self._office_codes(versions["office"].to_numpy())
         yn = pa.array(["N", "Y"])
-        lp = yn.take(v["lp"].cast(pa.int8()))
-        dis = yn.take(v["dis"].cast(pa.int8()))
+        lp = yn.take(versions["lp"].cast(pa.int8()))
+        dis = yn.take(versions["dis"].cast(pa.int8()))
         if int(np.searchsorted(self.ext_dates, spec.ext_date)) == 3:  # codes and flags are case-insensitive
-            low = pa.array(rng.random(v.num_rows) < 0.03)
+            low = pa.array(rng.random(versions.num_rows) < 0.03)
             benefit = pc.if_else(low, pc.utf8_lower(benefit), benefit)
             office = pc.if_else(low, pc.utf8_lower(office), office)
             lp = pc.if_else(low, pc.utf8_lower(lp), lp)
-        end = v["end"].to_numpy()
+        end = versions["end"].to_numpy()
         return pa.table({
-            "claim_id": v["claim_id"],
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
+            "claim_id": versions["claim_id"],
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
             "benefit_code": benefit,
             "office_code": office,
-            "claim_start_date": date_array(v["start"].to_numpy()),
+            "claim_start_date": date_array(versions["start"].to_numpy()),
             "claim_end_date": date_array(np.where(end >= 0, end, 0), null=end < 0),
-            "end_reason_code": v["reason"],
+            "end_reason_code": versions["reason"],
             "lone_parent": lp,
             "disabled": dis,
         })
 
     def _customers(self, spec, rng):
-        v = self._rows("customers", spec.ext_date, rng)
-        area = v["area"].to_numpy()
-        dod = v["dod"].to_numpy()
+        versions = self._rows("customers", spec.ext_date, rng)
+        area = versions["area"].to_numpy()
+        dod = versions["dod"].to_numpy()
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
-            "date_of_birth": date_array(v["dob"].to_numpy(), null=v["dob_null"].to_numpy()),
-            "sex": v["sex"],
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
+            "date_of_birth": date_array(versions["dob"].to_numpy(), null=versions["dob_null"].to_numpy()),
+            "sex": versions["sex"],
             "date_of_death": date_array(np.where(dod >= 0, dod, 0), null=dod < 0),
             "area_code": str_array(np.where(area >= 0, self.org.area_code[np.maximum(area, 0)], None)),
         })
 
     def _tax_employments(self, spec, rng):
-        v = self._rows("tax_employments", spec.ext_date, rng)
-        end = v["end"].to_numpy()
+        versions = self._rows("tax_employments", spec.ext_date, rng)
+        end = versions["end"].to_numpy()
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
-            "paye_ref": str_array(self.paye_refs[v["paye"].to_numpy()]),
-            "start_date": date_array(v["start"].to_numpy()),
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
+            "paye_ref": str_array(self.paye_refs[versions["paye"].to_numpy()]),
+            "start_date": date_array(versions["start"].to_numpy()),
             "end_date": date_array(np.where(end >= 0, end, 0), null=end < 0),
-            "form": v["form"],
-            "received_date": date_array(v["received"].to_numpy()),
+            "form": versions["form"],
+            "received_date": date_array(versions["received"].to_numpy()),
         })
 
     def _programme_starts(self, spec, rng):
-        v = self._rows("programme_starts", spec.ext_date, rng)
+        versions = self._rows("programme_starts", spec.ext_date, rng)
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
-            "programme_code": v["code"],
-            "start_date": date_array(v["start"].to_numpy()),
-            "office_code": self._office_codes(v["office"].to_numpy()),
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
+            "programme_code": versions["code"],
+            "start_date": date_array(versions["start"].to_numpy()),
+            "office_code": self._office_codes(versions["office"].to_numpy()),
         })
 
     def _offices(self, spec, rng):
