@@ -291,35 +291,12 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
         acc = _simulate_chunks(people, chunk_people, org, plants, geo, months, period_start, period_end, kr_world,
                                kr_emit, paye_refs, numbers, spill, truth_dir, t_start)
         targets = _targets(acc["people_by_office"], org, months, move_date, seed)
-        # ---- files
         _clear(out)
         specs = _file_specs(months, ext_dates)
         tails = _staggered_end_specs(period_end) if staggered_ends else []
         tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, period_start, ext_dates)
-        total_rows = total_bytes = 0
-        rows_by_ds = {ds: 0 for ds in DATASETS}
-        first_file = {}
-        offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
-        for spec in tails:  # header-only extracts after the cut-off: no rows, no bad rows
-            path = out / spec.dataset / spec.name
-            total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, period_end), _file_rng(
-                seed, spec.dataset, spec.ext_date)).slice(0, 0), _file_rng(seed, spec.dataset, spec.ext_date), None)[1]
-        for n_done, spec in enumerate(specs):
-            rng = _file_rng(seed, spec.dataset, spec.ext_date)
-            table = tables.table(spec, rng)
-            spec.n_rows = table.num_rows
-            plan_file_dirty(spec, dirty, rng, guarantee=first_file.setdefault(spec.dataset, spec) is spec)
-            factory = None
-            if spec.dirty:
-                factory = DirtyFactory(rng, _fresh_ninos(rng, ninos, 2 * len(spec.dirty) + 10), offices, areas,
-                                       districts)
-            path = out / spec.dataset / spec.name
-            n, b = write_file(path, spec, table, rng, factory)
-            total_rows += n
-            total_bytes += b
-            rows_by_ds[spec.dataset] += n
-            if spec.dataset == "benefit_claims" and (n > 100_000 or n_done % 48 == 0):
-                log.info("wrote %s (%d rows, %.1f s)", path.name, n, time.perf_counter() - t_start)
+        total_rows, total_bytes, rows_by_ds = _write_inbox_files(out, tables, specs, tails, org, ninos, seed, dirty,
+                                                                 period_end, t_start)
         counts = count_dirty(specs)
         log.info("wrote %d files, %d rows (%.1f s)", len(specs), total_rows, time.perf_counter() - t_start)
     finally:
@@ -341,6 +318,38 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
                            bytes=total_bytes, seconds=secs, rows_by_dataset=rows_by_ds)
     log.info("%s", summary)
     return summary
+
+
+def _write_inbox_files(out: Path, tables: "_Tables", specs: list[FileSpec], tails: list[FileSpec],
+                       org: Organisation, ninos: np.ndarray, seed: int, dirty: float, period_end: int,
+                       t_start: float) -> tuple[int, int, dict]:
+    """Write the extract files (the header-only tails first), bad rows planted at the `dirty` rate;
+    returns the rows and bytes written and the rows per dataset."""
+    total_rows = total_bytes = 0
+    rows_by_ds = {ds: 0 for ds in DATASETS}
+    first_file = {}
+    offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
+    for spec in tails:  # header-only extracts after the cut-off: no rows, no bad rows
+        path = out / spec.dataset / spec.name
+        total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, period_end), _file_rng(
+            seed, spec.dataset, spec.ext_date)).slice(0, 0), _file_rng(seed, spec.dataset, spec.ext_date), None)[1]
+    for n_done, spec in enumerate(specs):
+        rng = _file_rng(seed, spec.dataset, spec.ext_date)
+        table = tables.table(spec, rng)
+        spec.n_rows = table.num_rows
+        plan_file_dirty(spec, dirty, rng, guarantee=first_file.setdefault(spec.dataset, spec) is spec)
+        factory = None
+        if spec.dirty:
+            factory = DirtyFactory(rng, _fresh_ninos(rng, ninos, 2 * len(spec.dirty) + 10), offices, areas,
+                                   districts)
+        path = out / spec.dataset / spec.name
+        n_rows, n_bytes = write_file(path, spec, table, rng, factory)
+        total_rows += n_rows
+        total_bytes += n_bytes
+        rows_by_ds[spec.dataset] += n_rows
+        if spec.dataset == "benefit_claims" and (n_rows > 100_000 or n_done % 48 == 0):
+            log.info("wrote %s (%d rows, %.1f s)", path.name, n_rows, time.perf_counter() - t_start)
+    return total_rows, total_bytes, rows_by_ds
 
 
 TRUTH_SCHEMA = pa.schema([
