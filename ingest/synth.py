@@ -762,7 +762,8 @@ def _dates(df: pd.DataFrame, cols=("month",)) -> pd.DataFrame:
 
 
 def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography, planted: list[dict],
-                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, period_start: int, period_end: int) -> None:
+                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, period_start: int,
+                 period_end: int) -> None:
     """The expected marts (parquet) and summary.json, from the off-flows classified by synth_rules."""
     om = acc["om"]
     monthly = monthly_by_level(om, period_end)
@@ -780,39 +781,10 @@ def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography,
     pq.write_table(pa.Table.from_pandas(_dates(monitors), preserve_index=False),
                    truth_dir / "office_monitors.parquet", compression="zstd")
 
-    # planted outliers: what was planted, and the realised shares over the whole period
-    tot = om.groupby("reporting_office_code")[
-        ["offflows", "opte_offflows", "excluded_cross_flow", "excluded_programme_start",
-         "excluded_returned_within_week", "opte_failed_to_sign"]].sum()
-    nat = tot.sum()
-    defs = {ind: (num, den) for ind, num, den in MONITORS}
-    outliers = []
-    for p in planted:
-        num, den = defs[p["indicator"]]
-        o = tot.loc[p["office_code"]] if p["office_code"] in tot.index else None
-        outliers.append({**p, "period_share": round(float(o[num] / o[den]), 4) if o is not None and o[den] else None,
-                         "period_denominator": int(o[den]) if o is not None else 0,
-                         "national_share": round(float(nat[num] / nat[den]), 4) if nat[den] else None})
-
+    outliers = _planted_outlier_shares(om, planted)
     nat_m = monthly[monthly["level"] == "national"]
-    returns = {}
-    for k in SUSTAINABILITY_WEEKS:
-        s = sust[(sust["level"] == "national") & (sust["week"] == k) & sust["is_due"]]
-        n, back = int(s["opte_offflows"].sum()), int(s["back_on_benefit"].sum())
-        exp, var = float(s["planted_back_sum"].sum()), float(s["planted_back_var"].sum())
-        returns[str(k)] = {"due_opte_offflows": n, "back_on_benefit": back,
-                           "rate": round(back / n, 4) if n else None,
-                           "planted_expected": round(exp, 2), "planted_se": round(float(np.sqrt(var)), 2),
-                           "planted_rate": round(exp / n, 4) if n else None,
-                           "opte_without_planted_rate": int(s["opte_without_planted_back"].sum())}
-
-    conv = {}
-    for key in ("conversion", "conversion_mature"):
-        conv[key] = {}
-        for g in ("lone_parent", "sick_or_disabled", "jsa", "other"):
-            c = acc[key].get(g, {"opte_offflows": 0, "with_job_outcome": 0})
-            n, j = c["opte_offflows"], c["with_job_outcome"]
-            conv[key][g] = {"opte_offflows": n, "with_job_outcome": j, "rate": round(j / n, 4) if n else None}
+    returns = _national_returns(sust)
+    conv = {key: _conversion_by_group(acc[key]) for key in ("conversion", "conversion_mature")}
     cohorts = {k: {**v, "share": round(v["offflowed"] / v["cohort_spells"], 4) if v["cohort_spells"] else None}
                for k, v in sorted(acc["cohorts"].items(), key=lambda kv: int(kv[0]))}
     summary = {
@@ -867,6 +839,51 @@ def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography,
                         "measure_agreement.parquet", "opte_sustainability.parquet", "office_monitors.parquet"],
     }
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def _planted_outlier_shares(office_months: pd.DataFrame, planted: list[dict]) -> list[dict]:
+    """The planted outliers: what was planted, and the realised shares over the whole period."""
+    by_office = office_months.groupby("reporting_office_code")[
+        ["offflows", "opte_offflows", "excluded_cross_flow", "excluded_programme_start",
+         "excluded_returned_within_week", "opte_failed_to_sign"]].sum()
+    national = by_office.sum()
+    fraction_of = {indicator: (num, den) for indicator, num, den in MONITORS}
+    outliers = []
+    for plant in planted:
+        num, den = fraction_of[plant["indicator"]]
+        office = by_office.loc[plant["office_code"]] if plant["office_code"] in by_office.index else None
+        outliers.append({
+            **plant,
+            "period_share": round(float(office[num] / office[den]), 4) if office is not None and office[den] else None,
+            "period_denominator": int(office[den]) if office is not None else 0,
+            "national_share": round(float(national[num] / national[den]), 4) if national[den] else None})
+    return outliers
+
+
+def _national_returns(sust: pd.DataFrame) -> dict:
+    """Returns to benefit by week 13 / 26, national, due months: observed and planted."""
+    returns = {}
+    for weeks in SUSTAINABILITY_WEEKS:
+        due = sust[(sust["level"] == "national") & (sust["week"] == weeks) & sust["is_due"]]
+        n, back = int(due["opte_offflows"].sum()), int(due["back_on_benefit"].sum())
+        expected, var = float(due["planted_back_sum"].sum()), float(due["planted_back_var"].sum())
+        returns[str(weeks)] = {"due_opte_offflows": n, "back_on_benefit": back,
+                               "rate": round(back / n, 4) if n else None,
+                               "planted_expected": round(expected, 2), "planted_se": round(float(np.sqrt(var)), 2),
+                               "planted_rate": round(expected / n, 4) if n else None,
+                               "opte_without_planted_rate": int(due["opte_without_planted_back"].sum())}
+    return returns
+
+
+def _conversion_by_group(by_group: dict) -> dict:
+    """OPtE off-flows with a job outcome, and the rate, per customer group."""
+    conversion = {}
+    for group in ("lone_parent", "sick_or_disabled", "jsa", "other"):
+        counts = by_group.get(group, {"opte_offflows": 0, "with_job_outcome": 0})
+        n, with_job = counts["opte_offflows"], counts["with_job_outcome"]
+        conversion[group] = {"opte_offflows": n, "with_job_outcome": with_job,
+                             "rate": round(with_job / n, 4) if n else None}
+    return conversion
 
 
 def _dates_iso(df: pd.DataFrame) -> pd.DataFrame:
