@@ -7,8 +7,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 # Column kinds. "code" and "flag" values are matched case-insensitively and stored upper-case.
 TEXT, NINO, DATE, INT, CODE, FLAG = "text", "nino", "date", "int", "code", "flag"
+
+
+@dataclass(frozen=True)
+class ColumnKind:
+    """How a validated (text) value of a column kind lands: the one place that says it."""
+    name: str
+    landed_type: pa.DataType      # its type in the landed Parquet
+    sql_type: str | None = None   # DuckDB type the text is cast to (None: it stays text)
+    upper_case: bool = False      # matched case-insensitively and stored upper-case
+    dictionary: bool = False      # dictionary-encoded in the landed Parquet
+
+    def landed_sql(self, expr: str) -> str:
+        """SQL for the landed (normalised) value of the text column `expr`."""
+        if self.sql_type is not None:
+            return f"CAST({expr} AS {self.sql_type})"
+        if self.upper_case:
+            return f"upper({expr})"
+        return expr  # text, and nino (already its person_key in staging)
+
+    def landed_array(self, values: pa.Array) -> pa.Array:
+        """The landed (normalised) values of a text array."""
+        if self.sql_type is not None:
+            return pc.cast(values, self.landed_type)
+        if self.upper_case:
+            return pc.utf8_upper(values)
+        return values
+
+
+COLUMN_KINDS: dict[str, ColumnKind] = {k.name: k for k in (
+    ColumnKind(TEXT, pa.string()),
+    ColumnKind(NINO, pa.string()),   # lands as its person_key
+    ColumnKind(DATE, pa.date32(), sql_type="DATE", dictionary=True),
+    ColumnKind(INT, pa.int64(), sql_type="BIGINT"),
+    ColumnKind(CODE, pa.string(), upper_case=True, dictionary=True),
+    ColumnKind(FLAG, pa.string(), upper_case=True, dictionary=True),
+)}
 
 BENEFIT_CODES = ("JSA", "ESA", "IB", "SDA", "IS", "CA", "PC")
 END_REASON_CODES = ("FW", "IW", "AB", "CIS", "CIB", "COB", "FTE", "AT", "GST", "RET", "PR",
@@ -40,6 +79,11 @@ class Column:
     def landed_name(self) -> str:
         """Name in the landed Parquet: `nino` becomes `person_key` in the same position."""
         return "person_key" if self.kind == NINO else self.name
+
+    @property
+    def landing(self) -> ColumnKind:
+        """How the column lands (its kind's entry in COLUMN_KINDS)."""
+        return COLUMN_KINDS[self.kind]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest import lake as lk
-from ingest.contracts import CODE, CONTRACTS, DATE, FLAG, INT, NINO, REJECT_REASONS, Contract
+from ingest.contracts import CONTRACTS, NINO, REJECT_REASONS, Contract
 from ingest.lake import current_files  # noqa: F401  (public helper, re-exported)
 from ingest.nino import DEVELOPMENT_KEY, ENV_KEY, INVALID_MARKER, Pseudonymiser, key_fingerprint, pseudo_key, scrub
 from ingest.sources import Batch, FileRejected, check_header, open_source
@@ -175,23 +175,12 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _typed(kind: str, expr: str) -> str:
-    """SQL for a validated text column's landed (normalised) value."""
-    if kind == DATE:
-        return f"CAST({expr} AS DATE)"
-    if kind == INT:
-        return f"CAST({expr} AS BIGINT)"
-    if kind in (CODE, FLAG):
-        return f"upper({expr})"
-    return expr  # text, and nino (already its person_key in staging)
-
-
 class _FileLanding:
     """The landing of one inbox file; `run` returns its manifest or raises FileRejected."""
 
     def __init__(self, delivery: Delivery, sha: str, home: Path, scratch: Path, con, pseudonymiser: Pseudonymiser,
                  fingerprint: str):
-        self.d = delivery
+        self.delivery = delivery
         self.contract: Contract = CONTRACTS[delivery.dataset]
         self.sha = sha
         self.lake = lake_dir(home)
@@ -215,7 +204,7 @@ class _FileLanding:
     def _meta(self, n: int, reason, rows, raw_line) -> list[pa.Array]:
         return [
             reason if isinstance(reason, pa.Array) else pa.repeat(pa.scalar(reason, pa.string()), n),
-            pa.repeat(pa.scalar(self.d.dataset, pa.string()), n),
+            pa.repeat(pa.scalar(self.delivery.dataset, pa.string()), n),
             pa.repeat(self._extract_scalar, n),
             pa.repeat(self._source_scalar, n),
             pa.array(rows, pa.int64()),
@@ -236,37 +225,45 @@ class _FileLanding:
                               write_statistics=False) as s_writer:
             for batch in source.batches(self.header):
                 self._quarantine_malformed(batch, q_writer)
-                table = batch.columns.select(self.names)
-                n = table.num_rows
-                if n == 0:
+                if not self._check_batch(batch, nino_col, q_writer, s_writer, stage_schema):
                     continue
-                self.rows_read += n
-                checked = first_reason(self.contract, table, self.d.extract_date, self.pseudonymiser)
-                if nino_col is not None:
-                    idx = self.names.index(nino_col)
-                    raw = table.column(idx)
-                    shown = pc.if_else(checked.nino_valid, checked.person_key,
-                                       pc.if_else(pc.is_valid(raw), INVALID_MARKER, pa.scalar(None, pa.string())))
-                    table = table.set_column(idx, nino_col, shown)
-                passed = pc.is_null(checked.reason)
-                n_passed = pc.sum(passed).as_py() or 0
-                if n_passed < n:
-                    failed = pc.invert(passed)
-                    reasons = checked.reason.filter(failed)
-                    for item in pc.value_counts(reasons).to_pylist():
-                        self.by_reason[item["values"]] += item["counts"]
-                    q_writer.write_table(self._quarantine_rows(
-                        table.filter(failed), reasons, batch.row_numbers[failed.to_numpy(zero_copy_only=False)]))
-                if n_passed:
-                    good = table.filter(passed) if n_passed < n else table
-                    rows = batch.row_numbers[passed.to_numpy(zero_copy_only=False)] if n_passed < n else batch.row_numbers
-                    s_writer.write_table(pa.Table.from_arrays(
-                        list(good.columns) + [pa.array(rows, pa.int64())], schema=stage_schema))
                 now = time.monotonic()
                 if now - last_log >= PROGRESS_EVERY_SECONDS:
                     last_log = now
-                    log.info("%s: %d rows read so far (%.0f rows/s)", self.d.name, self.rows_read,
+                    log.info("%s: %d rows read so far (%.0f rows/s)", self.delivery.name, self.rows_read,
                              self.rows_read / (now - started))
+
+    def _check_batch(self, batch: Batch, nino_col: str | None, q_writer: pq.ParquetWriter,
+                     s_writer: pq.ParquetWriter, stage_schema: pa.Schema) -> bool:
+        """Check one batch's well-formed rows: quarantine the rejected, stage the passed (the NINO
+        replaced by its person_key). False for a batch with no well-formed row."""
+        table = batch.columns.select(self.names)
+        n = table.num_rows
+        if n == 0:
+            return False
+        self.rows_read += n
+        checked = first_reason(self.contract, table, self.delivery.extract_date, self.pseudonymiser)
+        if nino_col is not None:
+            idx = self.names.index(nino_col)
+            raw = table.column(idx)
+            shown = pc.if_else(checked.nino_valid, checked.person_key,
+                               pc.if_else(pc.is_valid(raw), INVALID_MARKER, pa.scalar(None, pa.string())))
+            table = table.set_column(idx, nino_col, shown)
+        passed = pc.is_null(checked.reason)
+        n_passed = pc.sum(passed).as_py() or 0
+        if n_passed < n:
+            failed = pc.invert(passed)
+            reasons = checked.reason.filter(failed)
+            for item in pc.value_counts(reasons).to_pylist():
+                self.by_reason[item["values"]] += item["counts"]
+            q_writer.write_table(self._quarantine_rows(
+                table.filter(failed), reasons, batch.row_numbers[failed.to_numpy(zero_copy_only=False)]))
+        if n_passed:
+            good = table.filter(passed) if n_passed < n else table
+            rows = batch.row_numbers[passed.to_numpy(zero_copy_only=False)] if n_passed < n else batch.row_numbers
+            s_writer.write_table(pa.Table.from_arrays(
+                list(good.columns) + [pa.array(rows, pa.int64())], schema=stage_schema))
+        return True
 
     def _quarantine_malformed(self, batch: Batch, q_writer: pq.ParquetWriter) -> None:
         if not batch.malformed:
@@ -285,8 +282,8 @@ class _FileLanding:
         src = f"read_parquet({_lit(str(stage))})"
         keys = [c.column(k) for k in c.key]
         others = [col for col in c.columns if col.name not in c.key]
-        key_sel = ", ".join(f"{_typed(k.kind, _q(k.name))} AS k{i}" for i, k in enumerate(keys))
-        join = " AND ".join(f"d.k{i} = {_typed(k.kind, 's.' + _q(k.name))}" for i, k in enumerate(keys))
+        key_sel = ", ".join(f"{k.landing.landed_sql(_q(k.name))} AS k{i}" for i, k in enumerate(keys))
+        join = " AND ".join(f"d.k{i} = {k.landing.landed_sql('s.' + _q(k.name))}" for i, k in enumerate(keys))
         con.execute(f"CREATE OR REPLACE TEMP TABLE dupkeys AS SELECT {key_sel} FROM {src} "
                     f"GROUP BY ALL HAVING count(*) > 1").fetchall()
         exact = 0
@@ -295,7 +292,7 @@ class _FileLanding:
             # Only the (usually few) rows of repeated keys: do their normalised values differ?
             differs = " OR ".join(
                 f"(count(DISTINCT {e}) > 1 OR (count({e}) > 0 AND count({e}) < count(*)))"
-                for e in (_typed(col.kind, _q(col.name)) for col in others)) or "false"
+                for e in (col.landing.landed_sql(_q(col.name)) for col in others)) or "false"
             con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT {key_sel}, count(*) AS n, "
                         f"min(_row_number) AS first_rn, ({differs}) AS conflict "
                         f"FROM {src} s SEMI JOIN dupkeys d ON {join} GROUP BY ALL").fetchall()
@@ -322,8 +319,7 @@ class _FileLanding:
         return rows_landed, exact
 
     def _landed_schema(self) -> pa.Schema:
-        typ = {DATE: pa.date32(), INT: pa.int64()}
-        return pa.schema([pa.field(col.landed_name, typ.get(col.kind, pa.string())) for col in self.contract.columns]
+        return pa.schema([pa.field(col.landed_name, col.landing.landed_type) for col in self.contract.columns]
                          + [pa.field("_extract_date", pa.date32()), pa.field("_source_file", pa.string()),
                             pa.field("_row_number", pa.int64())])
 
@@ -332,7 +328,7 @@ class _FileLanding:
         schema = self._landed_schema()
         written = 0
         cols = list(self.contract.names) + ["_row_number"]
-        dictionary = [col.landed_name for col in self.contract.columns if col.kind in (CODE, FLAG, DATE)]
+        dictionary = [col.landed_name for col in self.contract.columns if col.landing.dictionary]
         with pq.ParquetWriter(data_tmp, schema, compression="zstd", use_dictionary=dictionary) as writer:
             # pre_buffer=False: a pre-buffered reader keeps every row group read until it is done
             for rb in pq.ParquetFile(stage, pre_buffer=False).iter_batches(batch_size=131_072, columns=cols,
@@ -346,23 +342,14 @@ class _FileLanding:
                 n = rb.num_rows
                 if not n:
                     continue
-                arrays = []
-                for col in self.contract.columns:
-                    v = rb.column(col.name)
-                    if col.kind == DATE:
-                        v = pc.cast(v, pa.date32())
-                    elif col.kind == INT:
-                        v = pc.cast(v, pa.int64())
-                    elif col.kind in (CODE, FLAG):
-                        v = pc.utf8_upper(v)
-                    arrays.append(v)
+                arrays = [col.landing.landed_array(rb.column(col.name)) for col in self.contract.columns]
                 arrays += [pa.repeat(self._extract_scalar, n), pa.repeat(self._source_scalar, n), rows]
                 writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
                 written += n
         return written
 
     def run(self, previous: dict | None) -> dict:
-        source = open_source(self.d.path, self.d.fmt)
+        source = open_source(self.delivery.path, self.delivery.fmt)
         self.header = header = check_header(source.header(), self.contract.names)
         # Extra columns are kept in quarantine as received, except any that would clash with our own columns.
         self.names = [n for n in header if n in self.contract.names or n not in RESERVED_NAMES]
@@ -374,26 +361,33 @@ class _FileLanding:
             t0 = time.monotonic()
             self._pass1(source, q_writer, stage)
             t1 = time.monotonic()
-            log.debug("%s: checks done, peak RSS %d MB", self.d.name, _peak_rss_mb())
+            log.debug("%s: checks done, peak RSS %d MB", self.delivery.name, _peak_rss_mb())
             rows_landed, exact = self._pass2(stage, q_writer, data_tmp)
-            log.debug("%s: checks %.1f s, duplicates and landed file %.1f s (peak RSS %d MB)", self.d.name,
+            log.debug("%s: checks %.1f s, duplicates and landed file %.1f s (peak RSS %d MB)", self.delivery.name,
                       t1 - t0, time.monotonic() - t1, _peak_rss_mb())
         stage.unlink()
         rows_quarantined = sum(self.by_reason.values())
         if self.rows_read != rows_landed + rows_quarantined + exact:  # never commit a file that does not add up
             raise AssertionError(
-                f"{self.d.name}: reconciliation failed: {self.rows_read} read != {rows_landed} landed + "
+                f"{self.delivery.name}: reconciliation failed: {self.rows_read} read != {rows_landed} landed + "
                 f"{rows_quarantined} quarantined + {exact} duplicates dropped")
 
+        return self._commit(previous, q_tmp, data_tmp, rows_landed, rows_quarantined, exact)
+
+    def _commit(self, previous: dict | None, q_tmp: Path, data_tmp: Path, rows_landed: int, rows_quarantined: int,
+                exact: int) -> dict:
+        """Move the landed and quarantine files into the lake and write the manifest (the commit point);
+        a correction's earlier files are deleted after it. Returns the manifest."""
         # <stem>.<sha8>: a correction gets new names, so the committed files stay untouched until
         # the new manifest is in place (16 hex digits in the unlikely case the first 8 agree).
         tag = self.sha[:16] if previous and previous["sha256"][:8] == self.sha[:8] else self.sha[:8]
-        data_final = lk.data_path(self.lake, self.d.dataset, self.d.extract_date, self.d.stem, tag)
-        q_final = lk.quarantine_path(self.lake, self.d.dataset, self.d.extract_date, self.d.stem, tag)
+        delivery = self.delivery
+        data_final = lk.data_path(self.lake, delivery.dataset, delivery.extract_date, delivery.stem, tag)
+        q_final = lk.quarantine_path(self.lake, delivery.dataset, delivery.extract_date, delivery.stem, tag)
         manifest = {
-            "dataset": self.d.dataset,
-            "extract_date": self.d.extract_date.isoformat(),
-            "source_file": self.d.name,
+            "dataset": self.delivery.dataset,
+            "extract_date": self.delivery.extract_date.isoformat(),
+            "source_file": self.delivery.name,
             "sha256": self.sha,
             "data_file": data_final.relative_to(self.lake).as_posix(),
             "quarantine_file": q_final.relative_to(self.lake).as_posix(),

@@ -160,19 +160,19 @@ class _Spill:
     """Row versions of every chunk on disk (Arrow IPC, one record batch per extract month)."""
 
     def __init__(self, folder: Path, n_months: int):
-        self.folder, self.M = folder, n_months
+        self.folder, self.n_months = folder, n_months
         self.readers: dict[str, list] = {ds: [] for ds in INCREMENTAL}
         self.schemas: dict[str, pa.Schema] = {}
 
     def add(self, chunk: int, dataset: str, table: pa.Table) -> None:
         ext = table["ext"].to_numpy()
-        bounds = np.searchsorted(ext, np.arange(self.M + 1))
+        bounds = np.searchsorted(ext, np.arange(self.n_months + 1))
         table = table.drop(["ext"]).combine_chunks()
         self.schemas[dataset] = table.schema
         path = self.folder / f"{dataset}_{chunk:05d}.arrow"
         opts = ipc.IpcWriteOptions(compression="lz4")
         with ipc.new_file(str(path), table.schema, options=opts) as w:
-            for i in range(self.M):
+            for i in range(self.n_months):
                 part = table.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i]))
                 batches = [b for b in part.to_batches() if b.num_rows]
                 w.write_batch(batches[0] if len(batches) == 1 else _empty_batch(table.schema))
@@ -260,12 +260,12 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     if not 0.0 <= dirty < 1.0:
         raise OpteError(f"--dirty must be a fraction in [0, 1), got {dirty}")
     months = _months(start, end)
-    M = len(months)
+    n_months = len(months)
     ext_dates = ((months + 1).astype("datetime64[D]") - 1 - EPOCH).astype(np.int64)
-    T0 = int((months[0].astype("datetime64[D]") - EPOCH).astype(np.int64))
-    T1 = int(ext_dates[-1])
+    period_start = int((months[0].astype("datetime64[D]") - EPOCH).astype(np.int64))
+    period_end = int(ext_dates[-1])
     log.info("synth: %d people, %s to %s (%d months), seed %d, dirty %.3f, bad files %s -> %s",
-             people, start, end, M, seed, dirty, bad_files, out)
+             people, start, end, n_months, seed, dirty, bad_files, out)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(10)]
     r_org, r_emit, r_nino, r_bad = streams[0], streams[2], streams[3], streams[6]
 
@@ -275,51 +275,28 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
              len(org.region_code), len(org.district_code), org.n_offices, len(org.area_code),
              ", ".join(f"{p['office_code']} ({p['indicator']} {p['direction']})" for p in planted))
     # the office move and the area change: fixed by the start month, delivered once the period reaches them
-    move_date = int(ext_dates[MOVE_MONTH - 1]) + 1 if M >= MOVE_MONTH else None
-    area_change_date = int(ext_dates[AREA_CHANGE_MONTH - 1]) + 1 if M >= AREA_CHANGE_MONTH else None
+    move_date = int(ext_dates[MOVE_MONTH - 1]) + 1 if n_months >= MOVE_MONTH else None
+    area_change_date = int(ext_dates[AREA_CHANGE_MONTH - 1]) + 1 if n_months >= AREA_CHANGE_MONTH else None
     geo = _Geography(org, move_date)
     paye_refs = make_paye_refs(r_emit, people)
     ninos = make_ninos(r_nino, people)
     kr_world, kr_emit = Keyed(seed, 1), Keyed(seed, 2)
-    numbers = ClaimNumbers(T1)
+    numbers = ClaimNumbers(period_end)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     spill_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
-    spill = _Spill(spill_dir, M)
+    spill = _Spill(spill_dir, n_months)
     try:
-        acc = _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_world, kr_emit,
-                               paye_refs, numbers, spill, truth_dir, t_start)
+        acc = _simulate_chunks(people, chunk_people, org, plants, geo, months, period_start, period_end, kr_world,
+                               kr_emit, paye_refs, numbers, spill, truth_dir, t_start)
         targets = _targets(acc["people_by_office"], org, months, move_date, seed)
-        # ---- files
         _clear(out)
         specs = _file_specs(months, ext_dates)
-        tails = _staggered_end_specs(T1) if staggered_ends else []
-        tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, T0, ext_dates)
-        total_rows = total_bytes = 0
-        rows_by_ds = {ds: 0 for ds in DATASETS}
-        first_file = {}
-        offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
-        for spec in tails:  # header-only extracts after the cut-off: no rows, no bad rows
-            path = out / spec.dataset / spec.name
-            total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, T1), _file_rng(
-                seed, spec.dataset, spec.ext_date)).slice(0, 0), _file_rng(seed, spec.dataset, spec.ext_date), None)[1]
-        for n_done, spec in enumerate(specs):
-            rng = _file_rng(seed, spec.dataset, spec.ext_date)
-            table = tables.table(spec, rng)
-            spec.n_rows = table.num_rows
-            plan_file_dirty(spec, dirty, rng, guarantee=first_file.setdefault(spec.dataset, spec) is spec)
-            factory = None
-            if spec.dirty:
-                factory = DirtyFactory(rng, _fresh_ninos(rng, ninos, 2 * len(spec.dirty) + 10), offices, areas,
-                                       districts)
-            path = out / spec.dataset / spec.name
-            n, b = write_file(path, spec, table, rng, factory)
-            total_rows += n
-            total_bytes += b
-            rows_by_ds[spec.dataset] += n
-            if spec.dataset == "benefit_claims" and (n > 100_000 or n_done % 48 == 0):
-                log.info("wrote %s (%d rows, %.1f s)", path.name, n, time.perf_counter() - t_start)
+        tails = _staggered_end_specs(period_end) if staggered_ends else []
+        tables = _Tables(spill, org, ninos, paye_refs, move_date, area_change_date, targets, period_start, ext_dates)
+        total_rows, total_bytes, rows_by_ds = _write_inbox_files(out, tables, specs, tails, org, ninos, seed, dirty,
+                                                                 period_end, t_start)
         counts = count_dirty(specs)
         log.info("wrote %d files, %d rows (%.1f s)", len(specs), total_rows, time.perf_counter() - t_start)
     finally:
@@ -333,13 +310,46 @@ def synthesize(out: Path, people: int, start: str, end: str, seed: int = 1, dirt
     # ---- truth files
     _write_truth(truth_dir, acc, org, geo, planted, counts, bad, targets, dict(
         people=people, start=start, end=end, seed=seed, dirty=dirty, bad_files=bad_files,
-        files=len(specs) + len(tails) + len(bad), rows_by_dataset=rows_by_ds, move_date=iso(move_date) if move_date else None,
-        area_change_date=iso(area_change_date) if area_change_date else None), T0, T1)
+        files=len(specs) + len(tails) + len(bad), rows_by_dataset=rows_by_ds,
+        move_date=iso(move_date) if move_date else None,
+        area_change_date=iso(area_change_date) if area_change_date else None), period_start, period_end)
     secs = time.perf_counter() - t_start
     summary = SynthSummary(out=out, truth_dir=truth_dir, files=len(specs) + len(tails) + len(bad), rows=total_rows,
                            bytes=total_bytes, seconds=secs, rows_by_dataset=rows_by_ds)
     log.info("%s", summary)
     return summary
+
+
+def _write_inbox_files(out: Path, tables: "_Tables", specs: list[FileSpec], tails: list[FileSpec],
+                       org: Organisation, ninos: np.ndarray, seed: int, dirty: float, period_end: int,
+                       t_start: float) -> tuple[int, int, dict]:
+    """Write the extract files (the header-only tails first), bad rows planted at the `dirty` rate;
+    returns the rows and bytes written and the rows per dataset."""
+    total_rows = total_bytes = 0
+    rows_by_ds = {ds: 0 for ds in DATASETS}
+    first_file = {}
+    offices, areas, districts = list(org.office_code), list(org.area_code), list(org.district_code)
+    for spec in tails:  # header-only extracts after the cut-off: no rows, no bad rows
+        path = out / spec.dataset / spec.name
+        total_bytes += write_file(path, spec, tables.table(FileSpec(spec.dataset, period_end), _file_rng(
+            seed, spec.dataset, spec.ext_date)).slice(0, 0), _file_rng(seed, spec.dataset, spec.ext_date), None)[1]
+    for n_done, spec in enumerate(specs):
+        rng = _file_rng(seed, spec.dataset, spec.ext_date)
+        table = tables.table(spec, rng)
+        spec.n_rows = table.num_rows
+        plan_file_dirty(spec, dirty, rng, guarantee=first_file.setdefault(spec.dataset, spec) is spec)
+        factory = None
+        if spec.dirty:
+            factory = DirtyFactory(rng, _fresh_ninos(rng, ninos, 2 * len(spec.dirty) + 10), offices, areas,
+                                   districts)
+        path = out / spec.dataset / spec.name
+        n_rows, n_bytes = write_file(path, spec, table, rng, factory)
+        total_rows += n_rows
+        total_bytes += n_bytes
+        rows_by_ds[spec.dataset] += n_rows
+        if spec.dataset == "benefit_claims" and (n_rows > 100_000 or n_done % 48 == 0):
+            log.info("wrote %s (%d rows, %.1f s)", path.name, n_rows, time.perf_counter() - t_start)
+    return total_rows, total_bytes, rows_by_ds
 
 
 TRUTH_SCHEMA = pa.schema([
@@ -353,8 +363,8 @@ TRUTH_SCHEMA = pa.schema([
 ])
 
 
-def _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_world, kr_emit, paye_refs,
-                     numbers, spill, truth_dir, t_start) -> dict:
+def _simulate_chunks(people, chunk_people, org, plants, geo, months, period_start, period_end, kr_world, kr_emit,
+                     paye_refs, numbers, spill, truth_dir, t_start) -> dict:
     """Simulate, emit, spill and classify the people chunk by chunk; return the additive truth figures."""
     bounds = list(range(0, people, chunk_people)) + [people]
     acc = {"om": [], "people_by_office": np.zeros(org.n_offices, dtype=np.int64), "jsa_end_reasons": {},
@@ -363,13 +373,13 @@ def _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_
     writer = pq.ParquetWriter(truth_dir / "offflows.parquet", TRUTH_SCHEMA, compression="zstd")
     try:
         for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            world = simulate(kr_world, lo, hi - lo, org, plants, T0, T1)
+            world = simulate(kr_world, lo, hi - lo, org, plants, period_start, period_end)
             part = build_part(kr_emit, world, org, months, paye_refs, lo, numbers)
             del world
             for ds, t in part.versions.items():
                 spill.add(c, ds, t)
             part.versions = None
-            _truth_of_chunk(part, geo, T0, T1, writer, acc)
+            _truth_of_chunk(part, geo, period_start, period_end, writer, acc)
             if len(bounds) > 2:
                 log.info("people %d to %d simulated and classified (%.1f s)", lo, hi, time.perf_counter() - t_start)
     finally:
@@ -380,66 +390,67 @@ def _simulate_chunks(people, chunk_people, org, plants, geo, months, T0, T1, kr_
     return acc
 
 
-def _add(d: dict, other: dict) -> None:
-    for k, v in other.items():
-        if isinstance(v, dict):
-            _add(d.setdefault(k, {}), v)
-        elif v is not None and not isinstance(v, float):
-            d[k] = d.get(k, 0) + v
+def _add(totals: dict, more: dict) -> None:
+    for name, value in more.items():
+        if isinstance(value, dict):
+            _add(totals.setdefault(name, {}), value)
+        elif value is not None and not isinstance(value, float):
+            totals[name] = totals.get(name, 0) + value
 
 
-def _truth_of_chunk(part: ChunkRows, geo: _Geography, T0: int, T1: int, writer, acc: dict) -> None:
-    fc = part.final_claims
-    acc["world"]["claims"] += fc.num_rows
+def _truth_of_chunk(part: ChunkRows, geo: _Geography, period_start: int, period_end: int, writer, acc: dict) -> None:
+    final_claims = part.final_claims
+    acc["world"]["claims"] += final_claims.num_rows
     acc["world"]["employments"] += part.final_employments.num_rows
     acc["world"]["programmes"] += len(part.final_programmes)
     acc["people_by_office"] += part.people_by_office
     _add(acc["jsa_end_reasons"], part.jsa_end_reasons)
-    jsa = fc.filter(pc.equal(fc["benefit_code"], "JSA"))
+    jsa = final_claims.filter(pc.equal(final_claims["benefit_code"], "JSA"))
     acc["jsa_closed_claims"] += jsa.num_rows - jsa["end"].null_count
-    _add(acc["cohorts"], jsa_cohort_shares(jsa, T1, T0))
-    t = classify_offflows(fc, part.final_customers, part.final_programmes, part.final_employments,
+    _add(acc["cohorts"], jsa_cohort_shares(jsa, period_end, period_start))
+    offflows = classify_offflows(final_claims, part.final_customers, part.final_programmes, part.final_employments,
                           passthrough=("office", "proxy_p", "back_p13", "back_p26"), chunk_people=10 ** 9)
-    d = t["offflow_date"].to_numpy(np.int64)
-    for k, v in geo.attribute(t["office"].to_numpy(np.int64), d).items():
-        t[k] = v
-    t["month"] = month_first(d)
+    offflow_day = offflows["offflow_date"].to_numpy(np.int64)
+    for name, value in geo.attribute(offflows["office"].to_numpy(np.int64), offflow_day).items():
+        offflows[name] = value
+    offflows["month"] = month_first(offflow_day)
     # folded chunk by chunk: a national organisation has ~90,000 office-months per decade, per chunk
-    acc["om"] = [sum_office_months(acc["om"] + [office_month_counts(t)])]
-    acc["offflows"] += len(t)
-    _add(acc["reasons"], {k: int(v) for k, v in t["exclusion_reason"].fillna("opte").value_counts().items()})
-    opte = t["exclusion_reason"].isna()
-    mature = t["offflow_date"] <= T1 - 183
+    acc["om"] = [sum_office_months(acc["om"] + [office_month_counts(offflows)])]
+    acc["offflows"] += len(offflows)
+    _add(acc["reasons"], {name: int(count)
+                          for name, count in offflows["exclusion_reason"].fillna("opte").value_counts().items()})
+    opte = offflows["exclusion_reason"].isna()
+    mature = offflows["offflow_date"] <= period_end - 183
     for key, mask in (("conversion", opte), ("conversion_mature", opte & mature)):
-        g = t[mask].groupby("customer_group")["is_job_outcome"].agg(["size", "sum"])
-        _add(acc[key], {grp: {"opte_offflows": int(r["size"]), "with_job_outcome": int(r["sum"])}
-                        for grp, r in g.iterrows()})
+        by_group = offflows[mask].groupby("customer_group")["is_job_outcome"].agg(["size", "sum"])
+        _add(acc[key], {grp: {"opte_offflows": int(row["size"]), "with_job_outcome": int(row["sum"])}
+                        for grp, row in by_group.iterrows()})
     # per off-flow, with the marts' null rules for the back-on-benefit columns (section 16)
-    last_day = (t["month"].to_numpy().astype("datetime64[D]").astype("datetime64[M]") + 1).astype(
+    last_day = (offflows["month"].to_numpy().astype("datetime64[D]").astype("datetime64[M]") + 1).astype(
         "datetime64[D]").astype(np.int64) - 1
-    jsd = t["job_start_date"]
+    jsd = offflows["job_start_date"]
     cols = {
-        "claim_id": pa.array(t["claim_id"], type=pa.string()),
-        "benefit_code": pa.array(t["benefit_code"], type=pa.string()),
-        "office_code": pa.array(t["office_code"], type=pa.string()),
-        "reporting_office_code": pa.array(t["reporting_office_code"], type=pa.string()),
-        "district_code": pa.array(t["district_code"], type=pa.string()),
-        "region_code": pa.array(t["region_code"], type=pa.string()),
-        "offflow_date": date_array(d), "offflow_month": date_array(t["month"].to_numpy()),
-        "planted_reason": pa.array(t["exclusion_reason"], type=pa.string(), from_pandas=True),
-        "planted_job_start": pa.array(t["is_job_outcome"].to_numpy(bool)),
+        "claim_id": pa.array(offflows["claim_id"], type=pa.string()),
+        "benefit_code": pa.array(offflows["benefit_code"], type=pa.string()),
+        "office_code": pa.array(offflows["office_code"], type=pa.string()),
+        "reporting_office_code": pa.array(offflows["reporting_office_code"], type=pa.string()),
+        "district_code": pa.array(offflows["district_code"], type=pa.string()),
+        "region_code": pa.array(offflows["region_code"], type=pa.string()),
+        "offflow_date": date_array(offflow_day), "offflow_month": date_array(offflows["month"].to_numpy()),
+        "planted_reason": pa.array(offflows["exclusion_reason"], type=pa.string(), from_pandas=True),
+        "planted_job_start": pa.array(offflows["is_job_outcome"].to_numpy(bool)),
         "job_start_date": date_array(jsd.fillna(0).to_numpy(np.int64), null=jsd.isna().to_numpy()),
-        "customer_group": pa.array(t["customer_group"], type=pa.string()),
-        "end_reason_code": pa.array(t["end_reason_code"], type=pa.string(), from_pandas=True),
-        "is_proxy": pa.array(t["is_proxy"].to_numpy(bool)),
+        "customer_group": pa.array(offflows["customer_group"], type=pa.string()),
+        "end_reason_code": pa.array(offflows["end_reason_code"], type=pa.string(), from_pandas=True),
+        "is_proxy": pa.array(offflows["is_proxy"].to_numpy(bool)),
     }
-    for k in SUSTAINABILITY_WEEKS:
-        due = T1 >= last_day + 7 * k
-        cols[f"back_on_benefit_by_week_{k}"] = pa.array(t[f"back_on_benefit_{k}"].to_numpy(bool),
+    for weeks in SUSTAINABILITY_WEEKS:
+        due = period_end >= last_day + 7 * weeks
+        cols[f"back_on_benefit_by_week_{weeks}"] = pa.array(offflows[f"back_on_benefit_{weeks}"].to_numpy(bool),
                                                        mask=~(due & opte.to_numpy()))
-    cols["planted_proxy_p"] = pa.array(t["proxy_p"].to_numpy(np.float64))
-    cols["planted_back_p13"] = pa.array(t["back_p13"].to_numpy(np.float64), from_pandas=True)
-    cols["planted_back_p26"] = pa.array(t["back_p26"].to_numpy(np.float64), from_pandas=True)
+    cols["planted_proxy_p"] = pa.array(offflows["proxy_p"].to_numpy(np.float64))
+    cols["planted_back_p13"] = pa.array(offflows["back_p13"].to_numpy(np.float64), from_pandas=True)
+    cols["planted_back_p26"] = pa.array(offflows["back_p26"].to_numpy(np.float64), from_pandas=True)
     writer.write_table(pa.table(cols, schema=TRUTH_SCHEMA))
 
 
@@ -484,19 +495,19 @@ def _targets(people_by_office: np.ndarray, org: Organisation, months: np.ndarray
 STAGGERED_END_DAYS = {"programme_starts": 7, "tax_employments": 14, "benefit_claims": 21}
 
 
-def _staggered_end_specs(T1: int) -> list[FileSpec]:
-    return [FileSpec(ds, T1 + days) for ds, days in STAGGERED_END_DAYS.items()]
+def _staggered_end_specs(period_end: int) -> list[FileSpec]:
+    return [FileSpec(ds, period_end + days) for ds, days in STAGGERED_END_DAYS.items()]
 
 
 def _file_specs(months: np.ndarray, ext_dates: np.ndarray) -> list[FileSpec]:
     """Which files to write, in which format and with which quirks (fixed by the month index, so a
     longer period never changes an earlier file)."""
     specs: list[FileSpec] = []
-    M = len(months)
-    for i in range(M):
-        E = int(ext_dates[i])
+    n_months = len(months)
+    for i in range(n_months):
+        extract_day = int(ext_dates[i])
         for ds in INCREMENTAL:
-            s = FileSpec(ds, E)
+            s = FileSpec(ds, extract_day)
             if ds == "benefit_claims":
                 s.fmt = "csv.gz" if i % 6 == 5 else "csv"
                 s.shuffle = i % 12 == 2
@@ -513,16 +524,16 @@ def _file_specs(months: np.ndarray, ext_dates: np.ndarray) -> list[FileSpec]:
                 s.blank_line = i == 1 and s.fmt == "csv"
             specs.append(s)
         if i == 0:
-            specs.append(FileSpec("offices", E, bom=True))
-            specs.append(FileSpec("disadvantaged_areas", E))
-            specs.append(FileSpec("opte_targets", E))
+            specs.append(FileSpec("offices", extract_day, bom=True))
+            specs.append(FileSpec("disadvantaged_areas", extract_day))
+            specs.append(FileSpec("opte_targets", extract_day))
         if i == MOVE_MONTH - 1:
-            specs.append(FileSpec("offices", E, shuffle=True))
+            specs.append(FileSpec("offices", extract_day, shuffle=True))
         if i == AREA_CHANGE_MONTH - 1:
-            specs.append(FileSpec("disadvantaged_areas", E))
+            specs.append(FileSpec("disadvantaged_areas", extract_day))
         # targets: before each later financial year starts (31 March)
         if i >= 1 and str(months[i])[5:7] == "03":
-            specs.append(FileSpec("opte_targets", E))
+            specs.append(FileSpec("opte_targets", extract_day))
     return specs
 
 
@@ -530,13 +541,14 @@ class _Tables:
     """Builds the pyarrow table of one file from the spilled row versions and the organisation."""
 
     def __init__(self, spill: _Spill, org: Organisation, ninos: np.ndarray, paye_refs: np.ndarray, move_date,
-                 area_change_date, targets: pd.DataFrame, T0: int, ext_dates: np.ndarray):
+                 area_change_date, targets: pd.DataFrame, period_start: int, ext_dates: np.ndarray):
         self.spill, self.org, self.ninos, self.paye_refs = spill, org, ninos, paye_refs
-        self.move_date, self.area_change_date, self.targets, self.T0 = move_date, area_change_date, targets, T0
+        self.move_date, self.area_change_date, self.targets = move_date, area_change_date, targets
+        self.period_start = period_start
         self.ext_dates = ext_dates
 
-    def _rows(self, ds: str, E: int, rng) -> pa.Table:
-        i = int(np.searchsorted(self.ext_dates, E))
+    def _rows(self, ds: str, extract_day: int, rng) -> pa.Table:
+        i = int(np.searchsorted(self.ext_dates, extract_day))
         t = self.spill.month(ds, i)
         return t.take(pa.array(rng.permutation(t.num_rows)))
 
@@ -553,82 +565,82 @@ class _Tables:
         return table.take(pa.array(idx.astype(np.int32)))
 
     def _benefit_claims(self, spec, rng):
-        v = self._rows("benefit_claims", spec.ext_date, rng)
-        benefit = pa.array(list(BENEFITS)).take(v["benefit"].cast(pa.int32()))
-        office = self._office_codes(v["office"].to_numpy())
+        versions = self._rows("benefit_claims", spec.ext_date, rng)
+        benefit = pa.array(list(BENEFITS)).take(versions["benefit"].cast(pa.int32()))
+        office = self._office_codes(versions["office"].to_numpy())
         yn = pa.array(["N", "Y"])
-        lp = yn.take(v["lp"].cast(pa.int8()))
-        dis = yn.take(v["dis"].cast(pa.int8()))
+        lp = yn.take(versions["lp"].cast(pa.int8()))
+        dis = yn.take(versions["dis"].cast(pa.int8()))
         if int(np.searchsorted(self.ext_dates, spec.ext_date)) == 3:  # codes and flags are case-insensitive
-            low = pa.array(rng.random(v.num_rows) < 0.03)
+            low = pa.array(rng.random(versions.num_rows) < 0.03)
             benefit = pc.if_else(low, pc.utf8_lower(benefit), benefit)
             office = pc.if_else(low, pc.utf8_lower(office), office)
             lp = pc.if_else(low, pc.utf8_lower(lp), lp)
-        end = v["end"].to_numpy()
+        end = versions["end"].to_numpy()
         return pa.table({
-            "claim_id": v["claim_id"],
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
+            "claim_id": versions["claim_id"],
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
             "benefit_code": benefit,
             "office_code": office,
-            "claim_start_date": date_array(v["start"].to_numpy()),
+            "claim_start_date": date_array(versions["start"].to_numpy()),
             "claim_end_date": date_array(np.where(end >= 0, end, 0), null=end < 0),
-            "end_reason_code": v["reason"],
+            "end_reason_code": versions["reason"],
             "lone_parent": lp,
             "disabled": dis,
         })
 
     def _customers(self, spec, rng):
-        v = self._rows("customers", spec.ext_date, rng)
-        area = v["area"].to_numpy()
-        dod = v["dod"].to_numpy()
+        versions = self._rows("customers", spec.ext_date, rng)
+        area = versions["area"].to_numpy()
+        dod = versions["dod"].to_numpy()
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
-            "date_of_birth": date_array(v["dob"].to_numpy(), null=v["dob_null"].to_numpy()),
-            "sex": v["sex"],
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
+            "date_of_birth": date_array(versions["dob"].to_numpy(), null=versions["dob_null"].to_numpy()),
+            "sex": versions["sex"],
             "date_of_death": date_array(np.where(dod >= 0, dod, 0), null=dod < 0),
             "area_code": str_array(np.where(area >= 0, self.org.area_code[np.maximum(area, 0)], None)),
         })
 
     def _tax_employments(self, spec, rng):
-        v = self._rows("tax_employments", spec.ext_date, rng)
-        end = v["end"].to_numpy()
+        versions = self._rows("tax_employments", spec.ext_date, rng)
+        end = versions["end"].to_numpy()
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
-            "paye_ref": str_array(self.paye_refs[v["paye"].to_numpy()]),
-            "start_date": date_array(v["start"].to_numpy()),
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
+            "paye_ref": str_array(self.paye_refs[versions["paye"].to_numpy()]),
+            "start_date": date_array(versions["start"].to_numpy()),
             "end_date": date_array(np.where(end >= 0, end, 0), null=end < 0),
-            "form": v["form"],
-            "received_date": date_array(v["received"].to_numpy()),
+            "form": versions["form"],
+            "received_date": date_array(versions["received"].to_numpy()),
         })
 
     def _programme_starts(self, spec, rng):
-        v = self._rows("programme_starts", spec.ext_date, rng)
+        versions = self._rows("programme_starts", spec.ext_date, rng)
         return pa.table({
-            "nino": nino_array(self.ninos, v["person"].to_numpy(), rng),
-            "programme_code": v["code"],
-            "start_date": date_array(v["start"].to_numpy()),
-            "office_code": self._office_codes(v["office"].to_numpy()),
+            "nino": nino_array(self.ninos, versions["person"].to_numpy(), rng),
+            "programme_code": versions["code"],
+            "start_date": date_array(versions["start"].to_numpy()),
+            "office_code": self._office_codes(versions["office"].to_numpy()),
         })
 
     def _offices(self, spec, rng):
         org = self.org
         n = org.n_offices
         # historic opening dates (deterministic from the office index)
-        vf = np.where(np.arange(n) % 5 == 0, _d("2006-10-02"), _d("2002-04-01")).astype(np.int64)
-        vf = np.minimum(vf, self.T0 - 1)
+        valid_from = np.where(np.arange(n) % 5 == 0, _d("2006-10-02"), _d("2002-04-01")).astype(np.int64)
+        valid_from = np.minimum(valid_from, self.period_start - 1)
         dist = org.district.copy()
-        vt = np.full(n, -1, dtype=np.int64)
+        valid_to = np.full(n, -1, dtype=np.int64)
         rows_extra = []
         # the move is known from the snapshot delivered the month before it
         if self.move_date is not None and spec.ext_date >= self.move_date - 1:
-            vt[org.mover] = self.move_date - 1
+            valid_to[org.mover] = self.move_date - 1
             rows_extra.append(org.mover)
         code = list(org.office_code) + [org.office_code[o] for o in rows_extra]
         name = list(org.office_name) + [org.office_name[o] for o in rows_extra]
         rep = list(org.reporting_office) + [org.reporting_office[o] for o in rows_extra]
         d = np.array(list(dist) + [org.mover_to for _ in rows_extra])
-        vfrom = list(vf) + [self.move_date for _ in rows_extra]
-        vto = np.array(list(vt) + [-1 for _ in rows_extra])
+        vfrom = list(valid_from) + [self.move_date for _ in rows_extra]
+        vto = np.array(list(valid_to) + [-1 for _ in rows_extra])
         return pa.table({
             "office_code": str_array(np.array(code, dtype=object)),
             "office_name": str_array(np.array(name, dtype=object)),
@@ -646,32 +658,32 @@ class _Tables:
         dis = np.flatnonzero(org.area_disadvantaged)
         codes = list(org.area_code[dis])
         names = list(org.area_name[dis])
-        vf = [_d("2004-04-01")] * len(dis)
-        vt = [-1] * len(dis)
+        valid_from = [_d("2004-04-01")] * len(dis)
+        valid_to = [-1] * len(dis)
         # two areas that used to be listed, long before the period
         former = np.flatnonzero(~org.area_disadvantaged)[:2]
         for a in former:
             codes.append(org.area_code[a])
             names.append(org.area_name[a])
-            vf.append(_d("2001-04-01"))
-            vt.append(_d("2004-03-31"))
+            valid_from.append(_d("2001-04-01"))
+            valid_to.append(_d("2004-03-31"))
         if self.area_change_date is not None and spec.ext_date >= self.area_change_date - 1:
             cd = self.area_change_date
             # some areas leave the list, some join it
             for j, a in enumerate(dis[: max(1, len(dis) // 20)]):
-                vt[j] = cd - 1
+                valid_to[j] = cd - 1
             new = np.flatnonzero(~org.area_disadvantaged)[2: 2 + max(1, len(dis) // 20)]
             for a in new:
                 codes.append(org.area_code[a])
                 names.append(org.area_name[a])
-                vf.append(cd)
-                vt.append(-1)
-        vt_a = np.array(vt, dtype=np.int64)
+                valid_from.append(cd)
+                valid_to.append(-1)
+        valid_to_days = np.array(valid_to, dtype=np.int64)
         return pa.table({
             "area_code": str_array(np.array(codes, dtype=object)),
             "area_name": str_array(np.array(names, dtype=object)),
-            "valid_from": date_array(np.array(vf, dtype=np.int64)),
-            "valid_to": date_array(np.where(vt_a >= 0, vt_a, 0), null=vt_a < 0),
+            "valid_from": date_array(np.array(valid_from, dtype=np.int64)),
+            "valid_to": date_array(np.where(valid_to_days >= 0, valid_to_days, 0), null=valid_to_days < 0),
         })
 
     def _opte_targets(self, spec, rng):
@@ -750,12 +762,13 @@ def _dates(df: pd.DataFrame, cols=("month",)) -> pd.DataFrame:
 
 
 def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography, planted: list[dict],
-                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, T0: int, T1: int) -> None:
+                 counts: dict, bad: list, targets: pd.DataFrame, meta: dict, period_start: int,
+                 period_end: int) -> None:
     """The expected marts (parquet) and summary.json, from the off-flows classified by synth_rules."""
     om = acc["om"]
-    monthly = monthly_by_level(om, T1)
+    monthly = monthly_by_level(om, period_end)
     agreement = measure_agreement(monthly)
-    sust = sustainability(monthly, T1)
+    sust = sustainability(monthly, period_end)
     monitors = office_monitors(om, geo.district_at)
     pq.write_table(pa.Table.from_pandas(_dates(om), preserve_index=False), truth_dir / "office_months.parquet",
                    compression="zstd")
@@ -768,44 +781,15 @@ def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography,
     pq.write_table(pa.Table.from_pandas(_dates(monitors), preserve_index=False),
                    truth_dir / "office_monitors.parquet", compression="zstd")
 
-    # planted outliers: what was planted, and the realised shares over the whole period
-    tot = om.groupby("reporting_office_code")[
-        ["offflows", "opte_offflows", "excluded_cross_flow", "excluded_programme_start",
-         "excluded_returned_within_week", "opte_failed_to_sign"]].sum()
-    nat = tot.sum()
-    defs = {ind: (num, den) for ind, num, den in MONITORS}
-    outliers = []
-    for p in planted:
-        num, den = defs[p["indicator"]]
-        o = tot.loc[p["office_code"]] if p["office_code"] in tot.index else None
-        outliers.append({**p, "period_share": round(float(o[num] / o[den]), 4) if o is not None and o[den] else None,
-                         "period_denominator": int(o[den]) if o is not None else 0,
-                         "national_share": round(float(nat[num] / nat[den]), 4) if nat[den] else None})
-
+    outliers = _planted_outlier_shares(om, planted)
     nat_m = monthly[monthly["level"] == "national"]
-    returns = {}
-    for k in SUSTAINABILITY_WEEKS:
-        s = sust[(sust["level"] == "national") & (sust["week"] == k) & sust["is_due"]]
-        n, back = int(s["opte_offflows"].sum()), int(s["back_on_benefit"].sum())
-        exp, var = float(s["planted_back_sum"].sum()), float(s["planted_back_var"].sum())
-        returns[str(k)] = {"due_opte_offflows": n, "back_on_benefit": back,
-                           "rate": round(back / n, 4) if n else None,
-                           "planted_expected": round(exp, 2), "planted_se": round(float(np.sqrt(var)), 2),
-                           "planted_rate": round(exp / n, 4) if n else None,
-                           "opte_without_planted_rate": int(s["opte_without_planted_back"].sum())}
-
-    conv = {}
-    for key in ("conversion", "conversion_mature"):
-        conv[key] = {}
-        for g in ("lone_parent", "sick_or_disabled", "jsa", "other"):
-            c = acc[key].get(g, {"opte_offflows": 0, "with_job_outcome": 0})
-            n, j = c["opte_offflows"], c["with_job_outcome"]
-            conv[key][g] = {"opte_offflows": n, "with_job_outcome": j, "rate": round(j / n, 4) if n else None}
+    returns = _national_returns(sust)
+    conv = {key: _conversion_by_group(acc[key]) for key in ("conversion", "conversion_mature")}
     cohorts = {k: {**v, "share": round(v["offflowed"] / v["cohort_spells"], 4) if v["cohort_spells"] else None}
                for k, v in sorted(acc["cohorts"].items(), key=lambda kv: int(kv[0]))}
     summary = {
         "generator": meta,
-        "period": {"first_day": iso(T0), "data_cutoff": iso(T1), "coverage_start": iso(T0)},
+        "period": {"first_day": iso(period_start), "data_cutoff": iso(period_end), "coverage_start": iso(period_start)},
         "organisation": {
             "regions": len(org.region_code), "districts": len(org.district_code), "offices": org.n_offices,
             "satellite_offices": int((org.reporting_office != org.office_code).sum()),
@@ -855,6 +839,51 @@ def _write_truth(truth_dir: Path, acc: dict, org: Organisation, geo: _Geography,
                         "measure_agreement.parquet", "opte_sustainability.parquet", "office_monitors.parquet"],
     }
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def _planted_outlier_shares(office_months: pd.DataFrame, planted: list[dict]) -> list[dict]:
+    """The planted outliers: what was planted, and the realised shares over the whole period."""
+    by_office = office_months.groupby("reporting_office_code")[
+        ["offflows", "opte_offflows", "excluded_cross_flow", "excluded_programme_start",
+         "excluded_returned_within_week", "opte_failed_to_sign"]].sum()
+    national = by_office.sum()
+    fraction_of = {indicator: (num, den) for indicator, num, den in MONITORS}
+    outliers = []
+    for plant in planted:
+        num, den = fraction_of[plant["indicator"]]
+        office = by_office.loc[plant["office_code"]] if plant["office_code"] in by_office.index else None
+        outliers.append({
+            **plant,
+            "period_share": round(float(office[num] / office[den]), 4) if office is not None and office[den] else None,
+            "period_denominator": int(office[den]) if office is not None else 0,
+            "national_share": round(float(national[num] / national[den]), 4) if national[den] else None})
+    return outliers
+
+
+def _national_returns(sust: pd.DataFrame) -> dict:
+    """Returns to benefit by week 13 / 26, national, due months: observed and planted."""
+    returns = {}
+    for weeks in SUSTAINABILITY_WEEKS:
+        due = sust[(sust["level"] == "national") & (sust["week"] == weeks) & sust["is_due"]]
+        n, back = int(due["opte_offflows"].sum()), int(due["back_on_benefit"].sum())
+        expected, var = float(due["planted_back_sum"].sum()), float(due["planted_back_var"].sum())
+        returns[str(weeks)] = {"due_opte_offflows": n, "back_on_benefit": back,
+                               "rate": round(back / n, 4) if n else None,
+                               "planted_expected": round(expected, 2), "planted_se": round(float(np.sqrt(var)), 2),
+                               "planted_rate": round(expected / n, 4) if n else None,
+                               "opte_without_planted_rate": int(due["opte_without_planted_back"].sum())}
+    return returns
+
+
+def _conversion_by_group(by_group: dict) -> dict:
+    """OPtE off-flows with a job outcome, and the rate, per customer group."""
+    conversion = {}
+    for group in ("lone_parent", "sick_or_disabled", "jsa", "other"):
+        counts = by_group.get(group, {"opte_offflows": 0, "with_job_outcome": 0})
+        n, with_job = counts["opte_offflows"], counts["with_job_outcome"]
+        conversion[group] = {"opte_offflows": n, "with_job_outcome": with_job,
+                             "rate": round(with_job / n, 4) if n else None}
+    return conversion
 
 
 def _dates_iso(df: pd.DataFrame) -> pd.DataFrame:

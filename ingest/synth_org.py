@@ -175,6 +175,35 @@ def _town_names(rng: np.random.Generator, country: str, n: int, used: set[str]) 
 
 
 def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
+    regions, dist_per_reg, off_per_reg, n_off = _sizes(people)
+    dcode, dname, dreg, district, country = _districts_and_offices(regions, dist_per_reg, off_per_reg)
+    is_sat, parent = _satellites(rng, n_off, district)
+    office_code = _office_codes(rng, n_off, is_sat, parent)
+    office_name, towns = _office_names(rng, n_off, country, is_sat, parent)
+    reporting = office_code[parent]
+
+    weight = rng.lognormal(0.0, 0.5, n_off)
+    weight[is_sat] *= 0.3
+    weight /= weight.sum()
+
+    mover, mover_to = _mover(rng, n_off, is_sat, parent, district, dcode, dreg)
+    area_code, area_name, area_office, area_dis = _areas(rng, people, n_off, weight, country, towns)
+
+    return Organisation(
+        office_code=office_code, office_name=office_name, reporting_office=reporting,
+        district=district, weight=weight, country=country,
+        district_code=np.array(dcode, dtype=object), district_name=np.array(dname, dtype=object),
+        district_region=np.array(dreg, dtype=np.int64),
+        region_code=np.array([r[0] for r in regions], dtype=object),
+        region_name=np.array([r[1] for r in regions], dtype=object),
+        mover=mover, mover_to=mover_to,
+        area_code=area_code, area_name=area_name, area_office=area_office,
+        area_disadvantaged=area_dis,
+    )
+
+
+def _sizes(people: int):
+    """The regions used, districts and offices per region, and the number of offices, scaled to `people`."""
     scale = people / FULL_SCALE_PEOPLE
     n_off = max(12, int(round(FULL_SCALE_OFFICES * scale)))
     n_dist = max(3, int(round(48 * n_off / FULL_SCALE_OFFICES)))
@@ -191,7 +220,11 @@ def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
         off_per_reg = _split(n_off, reg_offices, 4 * 1)
         off_per_reg = np.maximum(off_per_reg, 4 * dist_per_reg)
         n_off = int(off_per_reg.sum())
+    return regions, dist_per_reg, off_per_reg, n_off
 
+
+def _districts_and_offices(regions, dist_per_reg, off_per_reg):
+    """District codes, names and regions; each office's district and country."""
     dcode, dname, dreg = [], [], []
     ocode_reg, ocode_dist, ocountry = [], [], []
     for r, (rcode, _rname, _cnt, country, dnames) in enumerate(regions):
@@ -208,8 +241,11 @@ def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
             ocountry += [country] * int(per_dist[j])
     district = np.array(ocode_dist, dtype=np.int64)
     country = np.array(ocountry)
+    return dcode, dname, dreg, district, country
 
-    # Satellites: a share of offices (at least one) report under a main office of their district.
+
+def _satellites(rng: np.random.Generator, n_off: int, district: np.ndarray):
+    """A share of offices (at least one) report under a main office of their district: (is_sat, parent)."""
     is_sat = np.zeros(n_off, dtype=bool)
     n_sat = max(1, int(round(SATELLITE_SHARE * n_off)))
     cand = rng.permutation(n_off)
@@ -224,9 +260,12 @@ def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
             continue
         is_sat[o] = True
         parent[o] = mains[rng.integers(len(mains))]
+    return is_sat, parent
 
-    # Codes: 3 letters (never starting with Q, kept for injected bad rows) for main offices,
-    # parent code + digit for satellites.
+
+def _office_codes(rng: np.random.Generator, n_off: int, is_sat: np.ndarray, parent: np.ndarray):
+    """Codes: 3 letters (never starting with Q, kept for injected bad rows) for main offices,
+    parent code + digit for satellites."""
     letters = np.array(list("ABCDEFGHJKLMNOPRSTUVWY"))
     codes: list[str] = []
     used_codes: set[str] = set()
@@ -241,7 +280,12 @@ def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
         p = int(parent[o])
         sat_no[p] = sat_no.get(p, 1) + 1
         office_code[o] = f"{codes[p]}{sat_no[p]}"
+    return office_code
 
+
+def _office_names(rng: np.random.Generator, n_off: int, country: np.ndarray, is_sat: np.ndarray,
+                  parent: np.ndarray):
+    """Office names and the town of each office (a satellite's is its parent's)."""
     used_names: set[str] = set()
     towns = np.empty(n_off, dtype=object)
     for ctry in ("E", "S", "W"):
@@ -254,21 +298,23 @@ def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
             towns[o] = towns[parent[o]]
         else:
             office_name[o] = f"{towns[o]} Jobcentre Plus" if rng.random() < 0.5 else f"{towns[o]} Jobcentre"
-    reporting = office_code[parent]
+    return office_name, towns
 
-    weight = rng.lognormal(0.0, 0.5, n_off)
-    weight[is_sat] *= 0.3
-    weight /= weight.sum()
 
-    # The mover: a main office that is nobody's parent, in a district keeping >= 2 offices after.
+def _mover(rng: np.random.Generator, n_off: int, is_sat, parent, district, dcode, dreg) -> tuple[int, int]:
+    """The mover: a main office that is nobody's parent, in a district keeping >= 2 offices after;
+    and the district it moves to (in the same region if there is one)."""
     movers = [o for o in rng.permutation(n_off)
               if not is_sat[o] and (parent == o).sum() == 1 and (district == district[o]).sum() > 3]
     mover = int(movers[0])
     others = [d for d in range(len(dcode)) if d != district[mover]]
     same_region = [d for d in others if dreg[d] == dreg[district[mover]]]
     mover_to = int((same_region or others)[0])
+    return mover, mover_to
 
-    # Small areas (about 1,200 people each, at least 4 per office); ~10 % disadvantaged.
+
+def _areas(rng: np.random.Generator, people: int, n_off: int, weight, country, towns):
+    """Small areas (about 1,200 people each, at least 4 per office); ~10 % disadvantaged."""
     n_areas = max(4 * n_off, people // 1200)
     area_office = np.sort(rng.choice(n_off, size=n_areas, p=weight))
     area_office[:n_off] = np.arange(n_off)  # every office serves at least one area
@@ -284,15 +330,4 @@ def build_organisation(people: int, rng: np.random.Generator) -> Organisation:
     area_name = np.array([f"{towns[o]} {s:03d}{'ABCD'[s % 4]}" for o, s in zip(area_office, seq)], dtype=object)
     area_dis = rng.random(n_areas) < 0.10
     area_dis[rng.integers(n_areas)] = True
-
-    return Organisation(
-        office_code=office_code, office_name=office_name, reporting_office=reporting,
-        district=district, weight=weight, country=country,
-        district_code=np.array(dcode, dtype=object), district_name=np.array(dname, dtype=object),
-        district_region=np.array(dreg, dtype=np.int64),
-        region_code=np.array([r[0] for r in regions], dtype=object),
-        region_name=np.array([r[1] for r in regions], dtype=object),
-        mover=mover, mover_to=mover_to,
-        area_code=area_code, area_name=area_name, area_office=area_office,
-        area_disadvantaged=area_dis,
-    )
+    return area_code, area_name, area_office, area_dis

@@ -121,8 +121,8 @@ class Plants:
 @dataclass
 class World:
     """Everything generated, as parallel numpy arrays (dates: int days; person: chunk-local index)."""
-    T0: int
-    T1: int
+    period_start: int
+    period_end: int
     people: dict = field(default_factory=dict)      # one entry per person
     claims: dict = field(default_factory=dict)      # one entry per claim
     employments: dict = field(default_factory=dict)  # one entry per employment
@@ -136,16 +136,18 @@ class _Acc:
         self.parts = {n: [] for n in names}
 
     def add(self, **cols):
-        n = None
-        for k, v in cols.items():
-            v = np.asarray(v)
-            n = len(v) if v.ndim else n
-        for k, v in cols.items():
-            v = np.asarray(v)
-            self.parts[k].append(v if v.ndim else np.full(n, v))
+        """Append one chunk; a scalar column is repeated to the chunk's length."""
+        length = None
+        for values in cols.values():
+            values = np.asarray(values)
+            length = len(values) if values.ndim else length
+        for name, values in cols.items():
+            values = np.asarray(values)
+            self.parts[name].append(values if values.ndim else np.full(length, values))
 
     def result(self):
-        return {k: (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)) for k, parts in self.parts.items()}
+        return {name: (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+                for name, parts in self.parts.items()}
 
 
 def gap_cdf(x: np.ndarray, r13: np.ndarray, r26: np.ndarray, tail_mean: np.ndarray) -> np.ndarray:
@@ -179,7 +181,7 @@ def _mixture_offsets(kr: Keyed, key, s1, s2):
     return kr.integers(key, s2, lo, hi + 1)
 
 
-def _make_people(kr: Keyed, gid: np.ndarray, org: Organisation, T0: int) -> dict:
+def _make_people(kr: Keyed, gid: np.ndarray, org: Organisation, period_start: int) -> dict:
     key = spell_key(gid, PERSON_ROUND)
     n = len(gid)
     ptype = kr.choice(key, 1, TYPE_P)
@@ -189,15 +191,15 @@ def _make_people(kr: Keyed, gid: np.ndarray, org: Organisation, T0: int) -> dict
     a = kr.uniform(key, 4)
     age = np.where(comp < 0.28, 17 + 8 * a, np.where(comp < 0.85, 25 + 32 * a, 57 + 8.5 * a))
     age = np.where(ptype == T_LP, 18 + 32 * kr.uniform(key, 5), age)
-    dob = (T0 - age * 365.25).astype(np.int64)
+    dob = (period_start - age * 365.25).astype(np.int64)
     sex = np.where(female, "F", "M").astype(object)
     spa = state_pension_age_date(dob, sex)
-    late = spa <= T0 + 30  # already past State Pension age: make them younger
-    dob[late] = (T0 - (22 + 30 * kr.uniform(key[late], 6)) * 365.25).astype(np.int64)
+    late = spa <= period_start + 30  # already past State Pension age: make them younger
+    dob[late] = (period_start - (22 + 30 * kr.uniform(key[late], 6)) * 365.25).astype(np.int64)
     spa = state_pension_age_date(dob, sex)
-    age_t0 = (T0 - dob) / 365.25
-    hazard = DEATH_HAZARD[ptype] * np.where(age_t0 > 55, 3.0, 1.0)
-    dod = T0 + np.floor(kr.exponential(key, 7, 365.25 / hazard)).astype(np.int64)
+    age_at_start = (period_start - dob) / 365.25
+    hazard = DEATH_HAZARD[ptype] * np.where(age_at_start > 55, 3.0, 1.0)
+    dod = period_start + np.floor(kr.exponential(key, 7, 365.25 / hazard)).astype(np.int64)
     lp = (ptype == T_LP) | ((ptype == T_JSA) & female & (kr.uniform(key, 8) < 0.04))
     ud = kr.uniform(key, 9)
     disabled = np.where(ptype == T_SICK, ud < 0.85, np.where(ptype == T_JSA, ud < 0.08, ud < 0.06))
@@ -206,329 +208,427 @@ def _make_people(kr: Keyed, gid: np.ndarray, org: Organisation, T0: int) -> dict
     aw = org.weight[org.area_office] / per_office[org.area_office]
     area = kr.choice(key, 10, aw)
     office = org.area_office[area]
-    # on benefit at T0 (the stock), else the first claim's start
+    # on benefit at period_start (the stock), else the first claim's start
     on = kr.uniform(key, 11) < STOCK_P[ptype]
-    first = np.where(on | (ptype == T_NONE), T0,
-                     T0 + np.floor(kr.exponential(key, 12, GAP_MEAN[ptype])).astype(np.int64))
+    first = np.where(on | (ptype == T_NONE), period_start,
+                     period_start + np.floor(kr.exponential(key, 12, GAP_MEAN[ptype])).astype(np.int64))
     return dict(gid=gid, key=key, ptype=ptype, sex=sex, dob=dob, spa=spa, dod=dod, lp=lp, disabled=disabled,
                 area=area, office=office, on=on, first=first)
 
 
 def simulate(kr: Keyed, gid0: int, people: int, org: Organisation, plants: Plants, T0: int, T1: int) -> World:
     """People gid0 .. gid0 + people - 1: their claims, employments and programme starts up to T1."""
-    gid = np.arange(gid0, gid0 + people, dtype=np.int64)
-    P = _make_people(kr, gid, org, T0)
-    n = people
-    ptype, dob, spa, dod = P["ptype"], P["dob"], P["spa"], P["dod"]
-    rep = org.reporting_index[P["office"]]           # plants apply by reporting office
-    cross_mult, prog_mult, fts_p = plants.cross_mult[rep], plants.prog_mult[rep], plants.fts_p[rep]
-    claims = _Acc(["person", "benefit", "start", "end", "reason", "key", "proxy_p", "back_p13", "back_p26"])
-    emps = _Acc(["person", "start", "end", "key"])
-    progs = _Acc(["person", "code", "start", "key"])
+    return _Simulation(kr, gid0, people, org, plants, T0, T1).run()
 
-    avail = np.full(n, NEVER, dtype=np.int64)
-    override = np.full(n, -1, dtype=np.int64)
-    min_dur = np.zeros(n, dtype=np.int64)
-    rounds = np.zeros(n, dtype=np.int64)             # spells simulated so far, per person
 
-    def default_benefit(idx, s, key):
-        t = ptype[idx]
-        b = np.full(len(idx), JSA)
-        b[t == T_SICK] = np.where(s[t == T_SICK] >= ESA_START, ESA, IB)
-        lp_jsa_p = np.where(s >= LONE_PARENT_JSA_FROM, 0.35, 0.2)
-        b[t == T_LP] = np.where(kr.uniform(key, 51) < lp_jsa_p, JSA, IS)[t == T_LP]
-        b[t == T_CARER] = CA
-        b[t == T_OTHER] = IS
-        return b
+def _durations(uniforms: np.ndarray, benefit: np.ndarray, draw) -> np.ndarray:
+    """Spell durations drawn per benefit by `draw(uniforms, benefit)` (an inverse CDF)."""
+    duration = np.zeros(len(benefit), dtype=np.int64)
+    for one_benefit in range(7):
+        of_benefit = benefit == one_benefit
+        if of_benefit.any():
+            duration[of_benefit] = draw(uniforms[of_benefit], one_benefit)
+    return duration
 
-    # ---- an employment that ended shortly before a first claim (drawn with the person)
-    pk = P["key"]
-    prior = (~P["on"]) & (ptype != T_NONE) & (kr.uniform(pk, 13) < 0.3)
-    if prior.any():
-        f = P["first"][prior]
-        bstart = f - kr.integers(pk[prior], 14, 60, 1500)
-        bend = np.maximum(bstart + 1, f - kr.integers(pk[prior], 15, 1, 15))
-        emps.add(person=np.flatnonzero(prior), start=bstart, end=bend, key=spell_key(gid[prior], 0, 3))
 
-    # ---- round 0: the stock on benefit at T0
-    idx0 = np.flatnonzero(P["on"])
-    key0 = spell_key(gid[idx0], 0)
-    b0 = default_benefit(idx0, np.full(len(idx0), T0), key0)
-    sick0 = ptype[idx0] == T_SICK
-    u = kr.uniform(key0, 53)
-    b0[sick0] = IB
-    b0[sick0 & (u < 0.06)] = SDA
-    if T0 > ESA_START:
-        b0[sick0 & (u >= 0.06) & (u < 0.06 + min(0.5, (T0 - ESA_START) / 1500))] = ESA
-    D0 = np.zeros(len(idx0), dtype=np.int64)
-    ub = kr.uniform(key0, 54)
-    for b in range(7):
-        m = b0 == b
-        if m.any():
-            D0[m] = _length_biased(ub[m], b)
-    elapsed = np.floor(kr.uniform(key0, 55) * D0).astype(np.int64)
-    s0 = T0 - elapsed
-    # benefit-specific start constraints
-    m = (b0 == ESA) & (s0 < ESA_START)
-    s0[m] = ESA_START + np.floor(kr.uniform(key0[m], 56) * max(1, T0 - ESA_START)).astype(np.int64)
-    m = (b0 == IB) & (s0 >= ESA_START)
-    s0[m] = ESA_START - 1 - np.floor(kr.uniform(key0[m], 57) * 3000).astype(np.int64)
-    m = b0 == SDA
-    s0[m] = day("1985-01-01") + np.floor(kr.uniform(key0[m], 58) * (day("2001-04-05") - day("1985-01-01"))
-                                         ).astype(np.int64)
-    D0[m] = 30000
-    s0 = np.maximum(s0, dob[idx0] + 16 * 366)
-    s0 = np.minimum(s0, T0 - 1)
-    D0 = np.maximum(D0, T0 - s0 + 1)
+class _Simulation:
+    """One chunk of people simulated round by round; the state between rounds is per person."""
 
-    # people not on benefit: their first claim
-    off = np.flatnonzero(~P["on"] & (ptype != T_NONE))
-    avail[off] = P["first"][off]
+    def __init__(self, kr: Keyed, gid0: int, people: int, org: Organisation, plants: Plants,
+                 period_start: int, period_end: int):
+        self.kr = kr
+        self.period_start, self.period_end = period_start, period_end
+        self.people = people
+        self.gid = np.arange(gid0, gid0 + people, dtype=np.int64)
+        self.person = _make_people(kr, self.gid, org, period_start)
+        person = self.person
+        self.ptype, self.dob, self.spa, self.dod = person["ptype"], person["dob"], person["spa"], person["dod"]
+        reporting_office = org.reporting_index[person["office"]]   # plants apply by reporting office
+        self.cross_mult = plants.cross_mult[reporting_office]
+        self.prog_mult = plants.prog_mult[reporting_office]
+        self.fts_p = plants.fts_p[reporting_office]
+        self.claims = _Acc(["person", "benefit", "start", "end", "reason", "key", "proxy_p", "back_p13",
+                            "back_p26"])
+        self.employments = _Acc(["person", "start", "end", "key"])
+        self.programmes = _Acc(["person", "code", "start", "key"])
+        # per person: when the next claim starts, its benefit if fixed (a cross-flow's
+        # destination, else -1), its minimum duration, and the spells simulated so far
+        self.next_start = np.full(people, NEVER, dtype=np.int64)
+        self.next_benefit = np.full(people, -1, dtype=np.int64)
+        self.next_min_duration = np.zeros(people, dtype=np.int64)
+        self.rounds = np.zeros(people, dtype=np.int64)
 
-    def spells(idx, s, b, D):
-        k = len(idx)
-        rnd = rounds[idx]
-        if k and rnd.max() > MAX_ROUND:
+    def run(self) -> World:
+        self._employments_before_first_claim()
+        stock, stock_start, stock_benefit, stock_duration = self._stock_spells()
+        not_on_benefit = np.flatnonzero(~self.person["on"] & (self.ptype != T_NONE))
+        self.next_start[not_on_benefit] = self.person["first"][not_on_benefit]
+        self._spells(stock, stock_start, stock_benefit, stock_duration)
+        rounds = 0
+        while self._new_claims_round():
+            rounds += 1
+        log.debug("simulated %d people in %d rounds", self.people, rounds)
+        return World(period_start=self.period_start, period_end=self.period_end, people=self.person,
+                     claims=self.claims.result(), employments=self.employments.result(),
+                     programmes=self.programmes.result())
+
+    def _default_benefit(self, idx, start, key):
+        kr, ptype = self.kr, self.ptype[idx]
+        benefit = np.full(len(idx), JSA)
+        sick, lone_parent = ptype == T_SICK, ptype == T_LP
+        benefit[sick] = np.where(start[sick] >= ESA_START, ESA, IB)
+        lp_jsa_p = np.where(start >= LONE_PARENT_JSA_FROM, 0.35, 0.2)
+        benefit[lone_parent] = np.where(kr.uniform(key, 51) < lp_jsa_p, JSA, IS)[lone_parent]
+        benefit[ptype == T_CARER] = CA
+        benefit[ptype == T_OTHER] = IS
+        return benefit
+
+    def _employments_before_first_claim(self):
+        """An employment that ended shortly before a first claim (drawn with the person)."""
+        kr, person = self.kr, self.person
+        person_key = person["key"]
+        prior = (~person["on"]) & (self.ptype != T_NONE) & (kr.uniform(person_key, 13) < 0.3)
+        if prior.any():
+            first = person["first"][prior]
+            emp_start = first - kr.integers(person_key[prior], 14, 60, 1500)
+            emp_end = np.maximum(emp_start + 1, first - kr.integers(person_key[prior], 15, 1, 15))
+            self.employments.add(person=np.flatnonzero(prior), start=emp_start, end=emp_end,
+                                 key=spell_key(self.gid[prior], 0, 3))
+
+    def _stock_spells(self):
+        """Round 0: the stock on benefit at the period start (index, start, benefit, duration)."""
+        kr, t0 = self.kr, self.period_start
+        idx = np.flatnonzero(self.person["on"])
+        key = spell_key(self.gid[idx], 0)
+        benefit = self._default_benefit(idx, np.full(len(idx), t0), key)
+        sick = self.ptype[idx] == T_SICK
+        u = kr.uniform(key, 53)
+        benefit[sick] = IB
+        benefit[sick & (u < 0.06)] = SDA
+        if t0 > ESA_START:
+            benefit[sick & (u >= 0.06) & (u < 0.06 + min(0.5, (t0 - ESA_START) / 1500))] = ESA
+        duration = _durations(kr.uniform(key, 54), benefit, _length_biased)
+        elapsed = np.floor(kr.uniform(key, 55) * duration).astype(np.int64)
+        start = t0 - elapsed
+        # benefit-specific start constraints
+        m = (benefit == ESA) & (start < ESA_START)
+        start[m] = ESA_START + np.floor(kr.uniform(key[m], 56) * max(1, t0 - ESA_START)).astype(np.int64)
+        m = (benefit == IB) & (start >= ESA_START)
+        start[m] = ESA_START - 1 - np.floor(kr.uniform(key[m], 57) * 3000).astype(np.int64)
+        m = benefit == SDA
+        start[m] = day("1985-01-01") + np.floor(kr.uniform(key[m], 58) * (day("2001-04-05") - day("1985-01-01"))
+                                                ).astype(np.int64)
+        duration[m] = 30000
+        start = np.maximum(start, self.dob[idx] + 16 * 366)
+        start = np.minimum(start, t0 - 1)
+        duration = np.maximum(duration, t0 - start + 1)
+        return idx, start, benefit, duration
+
+    def _new_claims_round(self) -> bool:
+        """The next spell of everyone whose next claim starts in the period; False when there is none."""
+        kr, next_start, spa = self.kr, self.next_start, self.spa
+        act = np.flatnonzero((next_start <= self.period_end) & (next_start < self.dod))
+        key = spell_key(self.gid[act], self.rounds[act])
+        benefit = np.where(self.next_benefit[act] >= 0, self.next_benefit[act],
+                           self._default_benefit(act, next_start[act], key))
+        # no new working-age claims within 14 days of State Pension age (Pension Credit is fine)
+        act_ok = (next_start[act] < spa[act] - 14) | (benefit == PC)
+        next_start[act[~act_ok]] = NEVER
+        act, benefit, key = act[act_ok], benefit[act_ok], key[act_ok]
+        if not len(act):
+            return False
+        start = next_start[act]
+        # benefits closed to new claims
+        benefit = np.where((benefit == IB) & (start >= ESA_START), ESA, benefit)
+        benefit = np.where((benefit == ESA) & (start < ESA_START), IB, benefit)
+        benefit = np.where(benefit == SDA, IB, benefit)
+        benefit = np.where((benefit == IB) & (start >= ESA_START), ESA, benefit)
+        duration = _durations(kr.uniform(key, 52), benefit, _inverse_cdf)
+        duration = np.maximum(duration, self.next_min_duration[act])
+        next_start[act] = NEVER
+        self._spells(act, start, benefit, duration)
+        return True
+
+    def _spells(self, idx, start, benefit, duration):
+        """One spell for each person idx: its claims, how it ends, what follows, and the next claim's date."""
+        rnd = self.rounds[idx]
+        if len(idx) and rnd.max() > MAX_ROUND:
             raise RuntimeError("a synthetic person has more spells than the key space allows")
-        key = spell_key(gid[idx], rnd)
-        rounds[idx] += 1
-        e = s + D
-        outcome = np.full(k, O_OPTE)
+        key = spell_key(self.gid[idx], rnd)
+        self.rounds[idx] += 1
+        end, outcome = self._truncate_at_death_or_pension_age(idx, key, start, start + duration, benefit)
+        age_end = (end - self.dob[idx]) / 365.25
+        cross = self._draw_cross_flows_and_programmes(idx, key, start, end, benefit, outcome, age_end)
+        last_start = self._split_by_returns_within_a_week(idx, key, start, end, benefit)
+        reason, proxy_p = self._end_reasons_of_ends(key, outcome)
+        dest, cross_idx = self._cross_flow_destinations(idx, key, end, benefit, cross, age_end, reason)
+        job = self._end_reasons_of_offflows(idx, key, benefit, outcome, reason, proxy_p)
+        next_start, back_p13, back_p26 = self._next_claim_after_offflow(idx, key, end, benefit, outcome, job)
+        next_benefit, min_duration = self._next_claim_after_cross_flow(
+            idx, key, start, end, dest, cross_idx, next_start, back_p13, back_p26)
+        self._programme_offflows(idx, key, start, end, outcome, age_end, next_start, back_p13, back_p26)
+        self.claims.add(person=idx, benefit=benefit, start=last_start, end=end, reason=reason,
+                        key=key | np.uint64(10), proxy_p=proxy_p, back_p13=back_p13, back_p26=back_p26)
+        self._job_starts(idx, key, start, end, job, next_start)
+        self._programmes_during_claims(idx, key, start, end, benefit, outcome, age_end)
+        # after death nothing; after retirement perhaps Pension Credit
+        done = (outcome == O_DIED) | (outcome == O_RETIRED) | (benefit == PC)
+        self._pension_credit_after_retirement(idx, key, end, outcome)
+        next_start[done] = NEVER
+        self.next_start[idx] = next_start
+        self.next_benefit[idx] = next_benefit
+        self.next_min_duration[idx] = min_duration
+
+    def _truncate_at_death_or_pension_age(self, idx, key, start, end, benefit):
+        """The spell's end and outcome, where death or State Pension age cut it short."""
+        kr, spa, dod = self.kr, self.spa, self.dod
+        outcome = np.full(len(idx), O_OPTE)
         # death truncates the spell
         lag = np.where(kr.uniform(key, 1) < 0.8, kr.integers(key, 2, 0, 7), kr.integers(key, 3, 7, 61))
-        died = dod[idx] < e
-        e = np.where(died, np.maximum(s + 1, dod[idx] + lag), e)
+        died = dod[idx] < end
+        end = np.where(died, np.maximum(start + 1, dod[idx] + lag), end)
         outcome[died] = O_DIED
         # State Pension age ends working-age claims (PC, CA continue)
-        ret_end = np.maximum(s + 1, spa[idx] + kr.integers(key, 4, -5, 3))
-        retires = (spa[idx] <= e) & (ret_end < e) & (b != PC) & (b != CA)
-        e = np.where(retires, ret_end, e)
+        retirement_end = np.maximum(start + 1, spa[idx] + kr.integers(key, 4, -5, 3))
+        retires = (spa[idx] <= end) & (retirement_end < end) & (benefit != PC) & (benefit != CA)
+        end = np.where(retires, retirement_end, end)
         outcome[retires] = O_RETIRED
+        return end, outcome
+
+    def _draw_cross_flows_and_programmes(self, idx, key, start, end, benefit, outcome, age_end):
+        """Cross-flows and programme starts (offices with planted outliers: other rates); returns the cross-flows."""
+        kr = self.kr
         free = outcome == O_OPTE
-        # cross-flows and programme starts (offices with planted outliers: other rates)
-        cross = free & (kr.uniform(key, 5) < CROSS_P[b] * cross_mult[idx])
+        cross = free & (kr.uniform(key, 5) < CROSS_P[benefit] * self.cross_mult[idx])
         outcome[cross] = O_CROSS
-        age_e = (e - dob[idx]) / 365.25
-        prog_p = np.where((b == JSA) & (e - s >= 182) & (age_e >= 18), 0.20,
-                          np.where((b == JSA) & (age_e >= 18), 0.004, 0.0)) * prog_mult[idx]
+        prog_p = np.where((benefit == JSA) & (end - start >= 182) & (age_end >= 18), 0.20,
+                          np.where((benefit == JSA) & (age_end >= 18), 0.004, 0.0)) * self.prog_mult[idx]
         prog = free & ~cross & (kr.uniform(key, 6) < prog_p)
         outcome[prog] = O_PROG
-        # returns within a week split the spell into claims
-        p1 = np.array([SPLIT_P.get(x, (0, 0))[0] for x in range(7)])[b]
-        p2 = np.array([SPLIT_P.get(x, (0, 0))[1] for x in range(7)])[b]
+        return cross
+
+    def _split_by_returns_within_a_week(self, idx, key, start, end, benefit):
+        """Returns within a week split the spell into claims; adds the first pieces, returns the last's start."""
+        kr = self.kr
+        p_one_break = np.array([SPLIT_P.get(x, (0, 0))[0] for x in range(7)])[benefit]
+        p_two_breaks = np.array([SPLIT_P.get(x, (0, 0))[1] for x in range(7)])[benefit]
         u = kr.uniform(key, 7)
-        nbreak = np.where(u < p2, 2, np.where(u < p1, 1, 0))
-        L = e - s
-        t1 = 1 + np.floor(kr.uniform(key, 8) * np.maximum(L - 2, 1)).astype(np.int64)
-        t2 = 1 + np.floor(kr.uniform(key, 9) * np.maximum(L - 2, 1)).astype(np.int64)
-        t1, t2 = np.minimum(t1, t2), np.maximum(t1, t2)
-        g1, g2 = kr.integers(key, 10, 0, 8), kr.integers(key, 11, 0, 8)
-        ok1 = (nbreak >= 1) & (t1 + g1 + 1 <= (np.where(nbreak == 2, t2, L)))
-        ok2 = ok1 & (nbreak == 2) & (t2 + g2 + 1 <= L) & (t2 > t1 + g1 + 1)
-        # claim pieces: [s, s+t1] (return), [s+t1+g1, s+t2] (return), last piece to e
-        last_start = np.where(ok2, s + t2 + g2, np.where(ok1, s + t1 + g1, s))
-        for w, ps, pe, site, stream in ((ok1, s, s + t1, 8, 12), (ok2, s + t1 + g1, s + t2, 9, 13)):
-            if w.any():
-                nw = int(w.sum())
-                claims.add(person=idx[w], benefit=b[w], start=ps[w], end=pe[w],
-                           reason=kr.pick(key[w], stream, END_REASONS_RETURN), key=key[w] | np.uint64(site),
-                           proxy_p=np.full(nw, PROXY_RETURN_P), back_p13=np.full(nw, np.nan),
-                           back_p26=np.full(nw, np.nan))
-        # end reasons for the spell's last claim
-        reason = np.empty(k, dtype=object)
-        proxy_p = np.zeros(k)
+        breaks = np.where(u < p_two_breaks, 2, np.where(u < p_one_break, 1, 0))
+        length = end - start
+        cut1 = 1 + np.floor(kr.uniform(key, 8) * np.maximum(length - 2, 1)).astype(np.int64)
+        cut2 = 1 + np.floor(kr.uniform(key, 9) * np.maximum(length - 2, 1)).astype(np.int64)
+        cut1, cut2 = np.minimum(cut1, cut2), np.maximum(cut1, cut2)
+        gap1, gap2 = kr.integers(key, 10, 0, 8), kr.integers(key, 11, 0, 8)
+        first_break = (breaks >= 1) & (cut1 + gap1 + 1 <= (np.where(breaks == 2, cut2, length)))
+        second_break = first_break & (breaks == 2) & (cut2 + gap2 + 1 <= length) & (cut2 > cut1 + gap1 + 1)
+        # claim pieces: [s, s+cut1] (return), [s+cut1+gap1, s+cut2] (return), last piece to the end
+        last_start = np.where(second_break, start + cut2 + gap2, np.where(first_break, start + cut1 + gap1, start))
+        for piece, piece_start, piece_end, site, stream in (
+                (first_break, start, start + cut1, 8, 12),
+                (second_break, start + cut1 + gap1, start + cut2, 9, 13)):
+            if piece.any():
+                n_pieces = int(piece.sum())
+                self.claims.add(person=idx[piece], benefit=benefit[piece], start=piece_start[piece],
+                                end=piece_end[piece], reason=kr.pick(key[piece], stream, END_REASONS_RETURN),
+                                key=key[piece] | np.uint64(site), proxy_p=np.full(n_pieces, PROXY_RETURN_P),
+                                back_p13=np.full(n_pieces, np.nan), back_p26=np.full(n_pieces, np.nan))
+        return last_start
+
+    def _end_reasons_of_ends(self, key, outcome):
+        """End reasons of the last claim where the person died, retired or started a programme."""
+        kr = self.kr
+        reason = np.empty(len(key), dtype=object)
+        proxy_p = np.zeros(len(key))
         m = outcome == O_DIED
         reason[m] = np.where(kr.uniform(key[m], 14) < 0.9, "DE", "NK")
         m = outcome == O_RETIRED
         reason[m] = np.where(kr.uniform(key[m], 15) < 0.85, "RET", "CC")
         m = outcome == O_PROG
         reason[m] = kr.pick(key[m], 16, (["AT", "GST", "NK"], [0.4, 0.4, 0.2]))
-        # destination of cross-flows
-        dest = np.full(k, -1)
-        ci = np.flatnonzero(cross)
-        if len(ci):
-            male60 = (P["sex"][idx[ci]] == "M") & (age_e[ci] >= 60)
-            r = kr.uniform(key[ci], 17)
-            src = b[ci]
-            sick_dest = np.where(e[ci] >= ESA_START, ESA, IB)
-            d_jsa = np.where(r < 0.5, sick_dest, np.where(r < 0.7, IS, np.where(r < 0.9, CA, PC)))
-            d_sick = np.where(r < 0.6, JSA, np.where(r < 0.8, IS, np.where(r < 0.9, CA, PC)))
-            d_is = np.where(r < 0.5, JSA, np.where(r < 0.8, sick_dest, CA))
-            d_ca = np.where(r < 0.5, JSA, np.where(r < 0.8, IS, PC))
-            d = np.select([src == JSA, np.isin(src, [ESA, IB, SDA]), src == IS, src == CA],
-                          [d_jsa, d_sick, d_is, d_ca], JSA)
-            d = np.where((d == PC) & ~male60, np.where(src == JSA, sick_dest, JSA), d)
-            d = np.where(d == src, CA, d)
-            dest[ci] = d
-            code = np.where(np.isin(d, [ESA, IB, SDA]), "CIB", np.where(d == IS, "CIS", "COB"))
-            reason[ci] = np.where(kr.uniform(key[ci], 18) < 0.8, code, "NK")
-        # jobs for OPtE-type ends of in-scope claims
+        return reason, proxy_p
+
+    def _cross_flow_destinations(self, idx, key, end, benefit, cross, age_end, reason):
+        """The benefit each cross-flow goes to (-1 for the others), and the cross-flows' indices; sets their reasons."""
+        kr = self.kr
+        dest = np.full(len(idx), -1)
+        cross_idx = np.flatnonzero(cross)
+        if len(cross_idx):
+            male60 = (self.person["sex"][idx[cross_idx]] == "M") & (age_end[cross_idx] >= 60)
+            r = kr.uniform(key[cross_idx], 17)
+            src = benefit[cross_idx]
+            sick_dest = np.where(end[cross_idx] >= ESA_START, ESA, IB)
+            from_jsa = np.where(r < 0.5, sick_dest, np.where(r < 0.7, IS, np.where(r < 0.9, CA, PC)))
+            from_sick = np.where(r < 0.6, JSA, np.where(r < 0.8, IS, np.where(r < 0.9, CA, PC)))
+            from_is = np.where(r < 0.5, JSA, np.where(r < 0.8, sick_dest, CA))
+            from_ca = np.where(r < 0.5, JSA, np.where(r < 0.8, IS, PC))
+            to = np.select([src == JSA, np.isin(src, [ESA, IB, SDA]), src == IS, src == CA],
+                           [from_jsa, from_sick, from_is, from_ca], JSA)
+            to = np.where((to == PC) & ~male60, np.where(src == JSA, sick_dest, JSA), to)
+            to = np.where(to == src, CA, to)
+            dest[cross_idx] = to
+            code = np.where(np.isin(to, [ESA, IB, SDA]), "CIB", np.where(to == IS, "CIS", "COB"))
+            reason[cross_idx] = np.where(kr.uniform(key[cross_idx], 18) < 0.8, code, "NK")
+        return dest, cross_idx
+
+    def _end_reasons_of_offflows(self, idx, key, benefit, outcome, reason, proxy_p):
+        """Jobs for OPtE-type ends of in-scope claims, and the end reasons staff record; returns the jobs."""
+        kr = self.kr
         free = outcome == O_OPTE
-        lp = P["lp"][idx]
-        grp_p = np.where(lp, JOB_P["lp"], np.where(np.isin(b, [ESA, IB, SDA]), JOB_P["sick"],
-                                                   np.where(b == JSA, JOB_P["jsa"], JOB_P["other"])))
-        job = free & (b <= IS) & (kr.uniform(key, 19) < grp_p)
+        lp = self.person["lp"][idx]
+        group_job_p = np.where(lp, JOB_P["lp"], np.where(np.isin(benefit, [ESA, IB, SDA]), JOB_P["sick"],
+                                                         np.where(benefit == JSA, JOB_P["jsa"], JOB_P["other"])))
+        job = free & (benefit <= IS) & (kr.uniform(key, 19) < group_job_p)
         reason[job] = kr.pick(key[job], 20, END_REASONS_JOB)
-        nj = free & ~job
-        reason[nj] = kr.pick(key[nj], 21, END_REASONS_NOJOB)
-        proxy_p[job], proxy_p[nj] = PROXY_JOB_P, PROXY_NOJOB_P
+        no_job = free & ~job
+        reason[no_job] = kr.pick(key[no_job], 21, END_REASONS_NOJOB)
+        proxy_p[job], proxy_p[no_job] = PROXY_JOB_P, PROXY_NOJOB_P
         # planted: an office that closes claims as "failed to sign" whatever happened
+        fts_p = self.fts_p
         fts = free & (kr.uniform(key, 50) < fts_p[idx])
         reason[fts] = "FTS"
         proxy_p[free] *= 1 - fts_p[idx][free]
         # a few unknown or missing codes on closed claims
         u = kr.uniform(key, 22)
-        unk = u < UNKNOWN_REASON_P
-        reason[unk] = np.asarray(UNKNOWN_END_REASONS, dtype=object)[kr.integers(key[unk], 23, 0, 3)]
+        unknown = u < UNKNOWN_REASON_P
+        reason[unknown] = np.asarray(UNKNOWN_END_REASONS, dtype=object)[kr.integers(key[unknown], 23, 0, 3)]
         reason[(u >= UNKNOWN_REASON_P) & (u < UNKNOWN_REASON_P + MISSING_REASON_P)] = None
         proxy_p *= 1 - UNKNOWN_REASON_P - MISSING_REASON_P
+        return job
 
-        # next state
-        nxt = e + np.maximum(15, np.floor(kr.exponential(key, 24, GAP_MEAN[ptype[idx]]))).astype(np.int64)
-        # planted returns to benefit after an OPtE-type end of an in-scope claim
-        back_p13 = np.full(k, np.nan)
-        back_p26 = np.full(k, np.nan)
-        ret = free & (b <= IS)
+    def _next_claim_after_offflow(self, idx, key, end, benefit, outcome, job):
+        """The next claim's start, and the planted returns to benefit after an OPtE-type end of an in-scope claim."""
+        kr, ptype, spa, dod = self.kr, self.ptype, self.spa, self.dod
+        free = outcome == O_OPTE
+        next_start = end + np.maximum(15, np.floor(kr.exponential(key, 24, GAP_MEAN[ptype[idx]]))).astype(np.int64)
+        back_p13 = np.full(len(idx), np.nan)
+        back_p26 = np.full(len(idx), np.nan)
+        ret = free & (benefit <= IS)
         if ret.any():
             ri = np.flatnonzero(ret)
             r13 = np.empty(len(ri))
             r26 = np.empty(len(ri))
-            for (is_jsa, has_job), (a13, a26) in RETURN_RATES.items():
-                mm = ((b[ri] == JSA) == is_jsa) & (job[ri] == has_job)
-                r13[mm], r26[mm] = a13, a26
+            for (is_jsa, has_job), (rate13, rate26) in RETURN_RATES.items():
+                group = ((benefit[ri] == JSA) == is_jsa) & (job[ri] == has_job)
+                r13[group], r26[group] = rate13, rate26
             tail = GAP_MEAN[ptype[idx[ri]]]
-            ug = kr.uniform(key[ri], 25)
-            uw = kr.uniform(key[ri], 26)
-            gap = np.where(ug < r13, RETURN_MIN_GAP + np.floor(uw * (92 - RETURN_MIN_GAP)),
-                           np.where(ug < r26, 92 + np.floor(uw * 91),
+            u_window = kr.uniform(key[ri], 25)
+            u_day = kr.uniform(key[ri], 26)
+            gap = np.where(u_window < r13, RETURN_MIN_GAP + np.floor(u_day * (92 - RETURN_MIN_GAP)),
+                           np.where(u_window < r26, 92 + np.floor(u_day * 91),
                                     183 + np.floor(kr.exponential(key[ri], 24, tail)))).astype(np.int64)
-            nxt[ri] = e[ri] + gap
+            next_start[ri] = end[ri] + gap
             # the next claim happens only before death and 14 days before State Pension age
-            room = np.minimum(dod[idx[ri]], spa[idx[ri]] - 14) - e[ri] - 1
+            room = np.minimum(dod[idx[ri]], spa[idx[ri]] - 14) - end[ri] - 1
             back_p13[ri] = gap_cdf(np.minimum(91, room), r13, r26, tail)
             back_p26[ri] = gap_cdf(np.minimum(182, room), r13, r26, tail)
         back_p13[(outcome == O_DIED) | (outcome == O_RETIRED)] = 0.0   # no in-scope claim ever follows
         back_p26[(outcome == O_DIED) | (outcome == O_RETIRED)] = 0.0
-        ov = np.full(k, -1)
-        md = np.zeros(k, dtype=np.int64)
-        # cross-flow: the other claim starts within 14 days, or (10 %) already before the end
-        if len(ci):
-            kc = key[ci]
-            overlap = kr.uniform(kc, 27) < 0.1
-            st = np.where(overlap, e[ci] - kr.integers(kc, 28, 1, 31), e[ci] + kr.integers(kc, 29, 0, 15))
-            st = np.maximum(st, s[ci] + 1)
-            nxt[ci] = st
-            ov[ci] = dest[ci]
-            md[ci] = np.maximum(1, e[ci] - st + 1 + kr.integers(kc, 30, 0, 31))
+        return next_start, back_p13, back_p26
+
+    def _next_claim_after_cross_flow(self, idx, key, start, end, dest, cross_idx, next_start, back_p13, back_p26):
+        """A cross-flow's claim starts within 14 days, or (10 %) already before the end; returns its benefit and
+        minimum duration per person (-1 / 0 for the others)."""
+        kr = self.kr
+        next_benefit = np.full(len(idx), -1)
+        min_duration = np.zeros(len(idx), dtype=np.int64)
+        if len(cross_idx):
+            ci = cross_idx
+            key_c = key[ci]
+            overlap = kr.uniform(key_c, 27) < 0.1
+            other_start = np.where(overlap, end[ci] - kr.integers(key_c, 28, 1, 31),
+                                   end[ci] + kr.integers(key_c, 29, 0, 15))
+            other_start = np.maximum(other_start, start[ci] + 1)
+            next_start[ci] = other_start
+            next_benefit[ci] = dest[ci]
+            min_duration[ci] = np.maximum(1, end[ci] - other_start + 1 + kr.integers(key_c, 30, 0, 31))
             # a destination claim that never happens (death, State Pension age): no cross-flow, no return
-            cancel = (st >= dod[idx[ci]]) | ((st >= spa[idx[ci]] - 14) & (dest[ci] != PC))
+            cancel = (other_start >= self.dod[idx[ci]]) | ((other_start >= self.spa[idx[ci]] - 14) & (dest[ci] != PC))
             back_p13[ci[cancel]] = 0.0
             back_p26[ci[cancel]] = 0.0
+        return next_benefit, min_duration
 
-        # programme starts that take the person off benefit (never before the spell starts)
+    def _programme_offflows(self, idx, key, start, end, outcome, age_end, next_start, back_p13, back_p26):
+        """Programme starts that take the person off benefit (never before the spell starts)."""
+        kr = self.kr
         pi = np.flatnonzero(outcome == O_PROG)
-        if len(pi):
-            kp = key[pi]
-            pstart = np.maximum(s[pi], e[pi] + kr.integers(kp, 31, -7, 15))
-            young = age_e[pi] < 25
-            code = np.where(young, kr.pick(kp, 32, NDYP_OPTIONS), "ND25_IAP").astype(object)
-            fnd = (e[pi] >= FND_START) & (e[pi] - s[pi] >= 365) & (kr.uniform(kp, 33) < 0.7)
-            code[fnd] = "FND"
-            progs.add(person=idx[pi], code=code, start=pstart, key=kp | np.uint64(4))
-            nxt[pi] = pstart + kr.integers(kp, 34, 90, 201)
-            # (the off-flow is OPtE only where the programme start is missing from the data, e.g. before
-            # the first extract: then the next claim comes when the programme ends, 90-200 days after it)
-            room = np.minimum(dod[idx[pi]], spa[idx[pi]] - 14) - 1
-            for k_weeks, arr in ((13, back_p13), (26, back_p26)):
-                last = np.minimum(e[pi] + 7 * k_weeks, room)
-                arr[pi] = np.clip((last - pstart - 90 + 1) / 111, 0.0, 1.0)
-            emp = (code == "NDYP_EMP") & (kr.uniform(kp, 35) < 0.8)
-            if emp.any():
-                js = pstart[emp] + kr.integers(kp[emp], 36, 0, 8)
-                ne = nxt[pi][emp]
-                emps.add(person=idx[pi][emp], start=js, end=np.where(ne - 5 > js, ne - 5, -1),
-                         key=kp[emp] | np.uint64(1))
-        claims.add(person=idx, benefit=b, start=last_start, end=e, reason=reason, key=key | np.uint64(10),
-                   proxy_p=proxy_p, back_p13=back_p13, back_p26=back_p26)
-        # HMRC job starts (never before the spell starts)
+        if not len(pi):
+            return
+        key_p = key[pi]
+        prog_start = np.maximum(start[pi], end[pi] + kr.integers(key_p, 31, -7, 15))
+        young = age_end[pi] < 25
+        code = np.where(young, kr.pick(key_p, 32, NDYP_OPTIONS), "ND25_IAP").astype(object)
+        fnd = (end[pi] >= FND_START) & (end[pi] - start[pi] >= 365) & (kr.uniform(key_p, 33) < 0.7)
+        code[fnd] = "FND"
+        self.programmes.add(person=idx[pi], code=code, start=prog_start, key=key_p | np.uint64(4))
+        next_start[pi] = prog_start + kr.integers(key_p, 34, 90, 201)
+        # (the off-flow is OPtE only where the programme start is missing from the data, e.g. before
+        # the first extract: then the next claim comes when the programme ends, 90-200 days after it)
+        room = np.minimum(self.dod[idx[pi]], self.spa[idx[pi]] - 14) - 1
+        for weeks, back_p in ((13, back_p13), (26, back_p26)):
+            last = np.minimum(end[pi] + 7 * weeks, room)
+            back_p[pi] = np.clip((last - prog_start - 90 + 1) / 111, 0.0, 1.0)
+        employed = (code == "NDYP_EMP") & (kr.uniform(key_p, 35) < 0.8)
+        if employed.any():
+            emp_start = prog_start[employed] + kr.integers(key_p[employed], 36, 0, 8)
+            following = next_start[pi][employed]
+            self.employments.add(person=idx[pi][employed], start=emp_start,
+                                 end=np.where(following - 5 > emp_start, following - 5, -1),
+                                 key=key_p[employed] | np.uint64(1))
+
+    def _job_starts(self, idx, key, start, end, job, next_start):
+        """HMRC job starts (never before the spell starts)."""
+        kr = self.kr
         ji = np.flatnonzero(job)
         if len(ji):
-            kj = key[ji]
-            js = np.maximum(s[ji], e[ji] + _mixture_offsets(kr, kj, 37, 38))
-            jend = nxt[ji] - kr.integers(kj, 39, 1, 15)
-            jend = np.where(jend > js, jend, -1)
-            emps.add(person=idx[ji], start=js, end=jend, key=kj | np.uint64(2))
-        # voluntary programmes during claims and a few unknown codes
-        L = e - s
-        rp = kr.uniform(key, 40)
-        vol = np.where((b == IS) & lp, rp < 0.15, np.where(np.isin(b, [ESA, IB]), rp < 0.08,
-                       np.where((b == JSA) & (age_e >= 50), rp < 0.08, False)))
-        if vol.any():
-            vi = np.flatnonzero(vol)
-            vcode = np.where(b[vi] == IS, "NDLP", np.where(b[vi] == JSA, "ND50", "NDDP")).astype(object)
-            progs.add(person=idx[vi], code=vcode,
-                      start=s[vi] + np.floor(kr.uniform(key[vi], 41) * L[vi]).astype(np.int64),
-                      key=key[vi] | np.uint64(5))
-        fnd_mid = (b == JSA) & (L > 420) & (s + 365 >= FND_START) & (outcome != O_PROG) & (kr.uniform(key, 42) < 0.6)
+            key_j = key[ji]
+            job_start = np.maximum(start[ji], end[ji] + _mixture_offsets(kr, key_j, 37, 38))
+            job_end = next_start[ji] - kr.integers(key_j, 39, 1, 15)
+            job_end = np.where(job_end > job_start, job_end, -1)
+            self.employments.add(person=idx[ji], start=job_start, end=job_end, key=key_j | np.uint64(2))
+
+    def _programmes_during_claims(self, idx, key, start, end, benefit, outcome, age_end):
+        """Voluntary programmes during claims, Flexible New Deal after a year, and a few unknown codes."""
+        kr = self.kr
+        lp = self.person["lp"][idx]
+        length = end - start
+        u = kr.uniform(key, 40)
+        voluntary = np.where((benefit == IS) & lp, u < 0.15, np.where(np.isin(benefit, [ESA, IB]), u < 0.08,
+                             np.where((benefit == JSA) & (age_end >= 50), u < 0.08, False)))
+        if voluntary.any():
+            vi = np.flatnonzero(voluntary)
+            code = np.where(benefit[vi] == IS, "NDLP", np.where(benefit[vi] == JSA, "ND50", "NDDP")).astype(object)
+            self.programmes.add(person=idx[vi], code=code,
+                                start=start[vi] + np.floor(kr.uniform(key[vi], 41) * length[vi]).astype(np.int64),
+                                key=key[vi] | np.uint64(5))
+        fnd_mid = ((benefit == JSA) & (length > 420) & (start + 365 >= FND_START) & (outcome != O_PROG)
+                   & (kr.uniform(key, 42) < 0.6))
         if fnd_mid.any():
             fi = np.flatnonzero(fnd_mid)
-            progs.add(person=idx[fi], code=np.full(len(fi), "FND", dtype=object),
-                      start=s[fi] + 365 + kr.integers(key[fi], 43, 0, 21), key=key[fi] | np.uint64(6))
-        unk = (b <= IS) & (kr.uniform(key, 44) < 0.004)
-        if unk.any():
-            ui = np.flatnonzero(unk)
-            progs.add(person=idx[ui], code=np.asarray(UNKNOWN_PROGRAMMES, dtype=object)[kr.integers(key[ui], 45, 0, 4)],
-                      start=s[ui] + np.floor(kr.uniform(key[ui], 46) * L[ui]).astype(np.int64),
-                      key=key[ui] | np.uint64(7))
-        # after death nothing; after retirement perhaps Pension Credit
-        done = (outcome == O_DIED) | (outcome == O_RETIRED) | (b == PC)
-        ri = np.flatnonzero(outcome == O_RETIRED)
-        pc = ri[kr.uniform(key[ri], 47) < 0.3]
-        if len(pc):
-            who = idx[pc]
-            ps = np.maximum(spa[who] + kr.integers(key[pc], 48, 0, 31), e[pc] + 1)
-            keep = ps < dod[who]
-            if keep.any():
-                who, ps, kk = who[keep], ps[keep], key[pc][keep]
-                pe = np.minimum(ps + 7300, np.maximum(ps + 1, dod[who] + kr.integers(kk, 49, 0, 7)))
-                nw = len(who)
-                claims.add(person=who, benefit=np.full(nw, PC), start=ps, end=pe,
-                           reason=np.full(nw, None, dtype=object), key=kk | np.uint64(11),
-                           proxy_p=np.zeros(nw), back_p13=np.full(nw, np.nan), back_p26=np.full(nw, np.nan))
-        nxt[done] = NEVER
-        avail[idx] = nxt
-        override[idx] = ov
-        min_dur[idx] = md
+            self.programmes.add(person=idx[fi], code=np.full(len(fi), "FND", dtype=object),
+                                start=start[fi] + 365 + kr.integers(key[fi], 43, 0, 21), key=key[fi] | np.uint64(6))
+        unknown = (benefit <= IS) & (kr.uniform(key, 44) < 0.004)
+        if unknown.any():
+            ui = np.flatnonzero(unknown)
+            self.programmes.add(
+                person=idx[ui], code=np.asarray(UNKNOWN_PROGRAMMES, dtype=object)[kr.integers(key[ui], 45, 0, 4)],
+                start=start[ui] + np.floor(kr.uniform(key[ui], 46) * length[ui]).astype(np.int64),
+                key=key[ui] | np.uint64(7))
 
-    spells(idx0, s0, b0, D0)
-    rnd = 0
-    while True:
-        act = np.flatnonzero((avail <= T1) & (avail < dod))
-        key = spell_key(gid[act], rounds[act])
-        bb = np.where(override[act] >= 0, override[act], default_benefit(act, avail[act], key))
-        # no new working-age claims within 14 days of State Pension age (Pension Credit is fine)
-        act_ok = (avail[act] < spa[act] - 14) | (bb == PC)
-        avail[act[~act_ok]] = NEVER
-        act, bb, key = act[act_ok], bb[act_ok], key[act_ok]
-        if not len(act):
-            break
-        rnd += 1
-        s = avail[act]
-        # benefits closed to new claims
-        bb = np.where((bb == IB) & (s >= ESA_START), ESA, bb)
-        bb = np.where((bb == ESA) & (s < ESA_START), IB, bb)
-        bb = np.where(bb == SDA, IB, bb)
-        bb = np.where((bb == IB) & (s >= ESA_START), ESA, bb)
-        D = np.zeros(len(act), dtype=np.int64)
-        ud = kr.uniform(key, 52)
-        for b in range(7):
-            m = bb == b
-            if m.any():
-                D[m] = _inverse_cdf(ud[m], b)
-        D = np.maximum(D, min_dur[act])
-        avail[act] = NEVER
-        spells(act, s, bb, D)
-    log.debug("simulated %d people in %d rounds", n, rnd)
-
-    return World(T0=T0, T1=T1, people=P, claims=claims.result(), employments=emps.result(),
-                 programmes=progs.result())
+    def _pension_credit_after_retirement(self, idx, key, end, outcome):
+        """After retirement perhaps a Pension Credit claim, until death (at most 20 years)."""
+        kr, spa, dod = self.kr, self.spa, self.dod
+        retired = np.flatnonzero(outcome == O_RETIRED)
+        pc = retired[kr.uniform(key[retired], 47) < 0.3]
+        if not len(pc):
+            return
+        who = idx[pc]
+        pc_start = np.maximum(spa[who] + kr.integers(key[pc], 48, 0, 31), end[pc] + 1)
+        keep = pc_start < dod[who]
+        if keep.any():
+            who, pc_start, pc_key = who[keep], pc_start[keep], key[pc][keep]
+            pc_end = np.minimum(pc_start + 7300, np.maximum(pc_start + 1, dod[who] + kr.integers(pc_key, 49, 0, 7)))
+            n_claims = len(who)
+            self.claims.add(person=who, benefit=np.full(n_claims, PC), start=pc_start, end=pc_end,
+                            reason=np.full(n_claims, None, dtype=object), key=pc_key | np.uint64(11),
+                            proxy_p=np.zeros(n_claims), back_p13=np.full(n_claims, np.nan),
+                            back_p26=np.full(n_claims, np.nan))

@@ -140,45 +140,47 @@ class DirtyFactory:
     def _pick(self, xs):
         return xs[int(self.rng.integers(len(xs)))]
 
-    def template(self, dataset: str, E: int) -> dict[str, str]:
-        r = self.rng
+    def template(self, dataset: str, extract_day: int) -> dict[str, str]:
+        rng = self.rng
         if dataset == "benefit_claims":
-            s = E - int(r.integers(20, 300))
+            start = extract_day - int(rng.integers(20, 300))
             return {"claim_id": f"J9{self._n():08d}", "nino": self._nino(), "benefit_code": "JSA",
-                    "office_code": self._pick(self.offices), "claim_start_date": iso(s),
-                    "claim_end_date": iso(min(E, s + int(r.integers(5, 200)))), "end_reason_code": "FW",
+                    "office_code": self._pick(self.offices), "claim_start_date": iso(start),
+                    "claim_end_date": iso(min(extract_day, start + int(rng.integers(5, 200)))), "end_reason_code": "FW",
                     "lone_parent": "N", "disabled": "N"}
         if dataset == "customers":
-            return {"nino": self._nino(), "date_of_birth": iso(E - int(r.integers(6000, 20000))),
+            return {"nino": self._nino(), "date_of_birth": iso(extract_day - int(rng.integers(6000, 20000))),
                     "sex": self._pick(["M", "F"]), "date_of_death": "", "area_code": self._pick(self.areas)}
         if dataset == "tax_employments":
-            s = E - int(r.integers(30, 200))
-            return {"nino": self._nino(), "paye_ref": f"999/QZ{self._n():05d}", "start_date": iso(s), "end_date": "",
-                    "form": "P46", "received_date": iso(min(E, s + int(r.integers(5, 25))))}
+            start = extract_day - int(rng.integers(30, 200))
+            return {"nino": self._nino(), "paye_ref": f"999/QZ{self._n():05d}", "start_date": iso(start),
+                    "end_date": "",
+                    "form": "P46", "received_date": iso(min(extract_day, start + int(rng.integers(5, 25))))}
         if dataset == "programme_starts":
             return {"nino": self._nino(), "programme_code": self._pick(["NDLP", "FND", "ND25_IAP"]),
-                    "start_date": iso(E - int(r.integers(0, 28))), "office_code": self._pick(self.offices)}
+                    "start_date": iso(extract_day - int(rng.integers(0, 28))), "office_code": self._pick(self.offices)}
         if dataset == "offices":
             code = f"Q{self._n() % 1000:03d}"
             return {"office_code": code, "office_name": f"{code} Temporary Jobcentre", "reporting_office_code": code,
                     "district_code": self._pick(self.districts), "district_name": "Unassigned district",
-                    "region_code": "LON", "region_name": "London", "valid_from": iso(E - int(r.integers(0, 400))),
+                    "region_code": "LON", "region_name": "London",
+                    "valid_from": iso(extract_day - int(rng.integers(0, 400))),
                     "valid_to": ""}
         if dataset == "disadvantaged_areas":
             return {"area_code": f"E0199{self._n() % 10000:04d}", "area_name": "Newly listed area",
-                    "valid_from": iso(E - int(r.integers(0, 400))), "valid_to": ""}
+                    "valid_from": iso(extract_day - int(rng.integers(0, 400))), "valid_to": ""}
         if dataset == "opte_targets":
-            y = int(np.datetime64(int(E), "D").astype("datetime64[Y]").astype(int)) + 1970
-            return {"financial_year": str(y), "district_code": f"QD{self._n():03d}",
-                    "opte_target": str(int(r.integers(50, 5000)))}
+            year = int(np.datetime64(int(extract_day), "D").astype("datetime64[Y]").astype(int)) + 1970
+            return {"financial_year": str(year), "district_code": f"QD{self._n():03d}",
+                    "opte_target": str(int(rng.integers(50, 5000)))}
         raise ValueError(dataset)
 
-    def rows(self, dataset: str, reason: str, E: int) -> list[dict]:
+    def rows(self, dataset: str, reason: str, extract_day: int) -> list[dict]:
         """One bad row (two for a conflicting duplicate) failing exactly `reason` first."""
-        r = self.rng
-        t = self.template(dataset, E)
+        rng = self.rng
+        row = self.template(dataset, extract_day)
         if reason == "malformed_row":
-            t["__malformed__"] = self._pick(["extra", "short"])
+            row["__malformed__"] = self._pick(["extra", "short"])
         elif reason == "missing_required":
             req = {"benefit_claims": ["claim_id", "nino", "benefit_code", "office_code", "claim_start_date",
                                       "lone_parent", "disabled"],
@@ -188,72 +190,73 @@ class DirtyFactory:
                    "offices": ["office_code", "office_name", "reporting_office_code", "district_code", "valid_from"],
                    "disadvantaged_areas": ["area_code", "valid_from"],
                    "opte_targets": ["financial_year", "district_code", "opte_target"]}[dataset]
-            t[self._pick(req)] = ""
+            row[self._pick(req)] = ""
         elif reason == "invalid_nino":
-            t["nino"] = self._pick(INVALID_NINOS)
+            row["nino"] = self._pick(INVALID_NINOS)
         elif reason == "invalid_date":
             col = {"benefit_claims": "claim_start_date", "customers": "date_of_birth", "tax_employments": "start_date",
                    "programme_starts": "start_date", "offices": "valid_from",
                    "disadvantaged_areas": "valid_from"}[dataset]
-            t[col] = self._pick(INVALID_DATES)
+            row[col] = self._pick(INVALID_DATES)
         elif reason == "invalid_number":
-            if r.random() < 0.5:
-                t["opte_target"] = self._pick(["95.0", "12a", "1 200", "+-3", "ten"])
+            if rng.random() < 0.5:
+                row["opte_target"] = self._pick(["95.0", "12a", "1 200", "+-3", "ten"])
             else:
-                t["financial_year"] = self._pick(["FY2009", "2009/10", "2009.0"])
+                row["financial_year"] = self._pick(["FY2009", "2009/10", "2009.0"])
         elif reason == "date_out_of_range":
             if dataset == "benefit_claims":
-                if r.random() < 0.5:
-                    t["claim_start_date"], t["claim_end_date"] = "1969-12-31", ""
+                if rng.random() < 0.5:
+                    row["claim_start_date"], row["claim_end_date"] = "1969-12-31", ""
                 else:
-                    t["claim_end_date"] = iso(E + int(r.integers(1, 60)))
+                    row["claim_end_date"] = iso(extract_day + int(rng.integers(1, 60)))
             elif dataset == "customers":
-                if r.random() < 0.5:
-                    t["date_of_birth"] = self._pick(["1899-12-31", "1850-06-01"])
+                if rng.random() < 0.5:
+                    row["date_of_birth"] = self._pick(["1899-12-31", "1850-06-01"])
                 else:
-                    t["date_of_death"] = iso(E + int(r.integers(1, 60)))
+                    row["date_of_death"] = iso(extract_day + int(rng.integers(1, 60)))
             elif dataset == "tax_employments":
-                t["received_date"] = iso(E + int(r.integers(1, 60)))
+                row["received_date"] = iso(extract_day + int(rng.integers(1, 60)))
             else:
-                t["start_date"] = iso(E + int(r.integers(1, 60)))
+                row["start_date"] = iso(extract_day + int(rng.integers(1, 60)))
         elif reason == "end_before_start":
             if dataset == "benefit_claims":
-                s = E - 100
-                t["claim_start_date"], t["claim_end_date"] = iso(s), iso(s - int(r.integers(1, 50)))
+                claim_start = extract_day - 100
+                row["claim_start_date"] = iso(claim_start)
+                row["claim_end_date"] = iso(claim_start - int(rng.integers(1, 50)))
             elif dataset == "tax_employments":
-                t["end_date"] = iso(np.datetime64(t["start_date"]).astype(int) - int(r.integers(1, 50)))
+                row["end_date"] = iso(np.datetime64(row["start_date"]).astype(int) - int(rng.integers(1, 50)))
             else:
-                vf = np.datetime64(t["valid_from"]).astype(int)
-                t["valid_to"] = iso(vf - int(r.integers(1, 300)))
+                valid_from = np.datetime64(row["valid_from"]).astype(int)
+                row["valid_to"] = iso(valid_from - int(rng.integers(1, 300)))
         elif reason == "unknown_benefit":
-            t["benefit_code"] = self._pick(["UC", "DLA", "HB", "JSAX"])
+            row["benefit_code"] = self._pick(["UC", "DLA", "HB", "JSAX"])
         elif reason == "bad_flag":
-            t[self._pick(["lone_parent", "disabled"])] = self._pick(["X", "yes", "1", "Yes"])
+            row[self._pick(["lone_parent", "disabled"])] = self._pick(["X", "yes", "1", "Yes"])
         elif reason == "bad_code":
             if dataset == "customers":
-                t["sex"] = self._pick(["X", "U", "Male", "9"])
+                row["sex"] = self._pick(["X", "U", "Male", "9"])
             else:
-                t["form"] = self._pick(["P60", "P11D", "P14", "P4"])
+                row["form"] = self._pick(["P60", "P11D", "P14", "P4"])
         elif reason == "conflicting_duplicate":
-            t2 = dict(t)
+            duplicate = dict(row)
             change = {"benefit_claims": ("office_code", self.offices), "customers": ("area_code", self.areas),
                       "tax_employments": ("received_date", None), "programme_starts": ("office_code", self.offices),
                       "offices": ("office_name", None), "disadvantaged_areas": ("area_name", None),
                       "opte_targets": ("opte_target", None)}[dataset]
             col, pool = change
             if pool is not None:
-                others = [x for x in pool if x.upper() != t[col].upper()]
-                t2[col] = self._pick(others)
+                others = [x for x in pool if x.upper() != row[col].upper()]
+                duplicate[col] = self._pick(others)
             elif col == "received_date":
-                t2[col] = iso(np.datetime64(t[col]).astype(int) - 1)
+                duplicate[col] = iso(np.datetime64(row[col]).astype(int) - 1)
             elif col == "opte_target":
-                t2[col] = str(int(t[col]) + 7)
+                duplicate[col] = str(int(row[col]) + 7)
             else:
-                t2[col] = t[col] + " (old)"
-            return [t, t2]
+                duplicate[col] = row[col] + " (old)"
+            return [row, duplicate]
         else:
             raise ValueError(reason)
-        return [t]
+        return [row]
 
 
 def render(row: dict, header: list[str]) -> str:

@@ -13,13 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.contracts import CONTRACTS, DATE, INT
-
-_ARROW = {DATE: pa.date32(), INT: pa.int64()}  # every other kind lands as a string
+from ingest.contracts import CONTRACTS
 
 # The landed columns of each dataset, from the extract contracts landing itself uses.
 SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
-    dataset: [(c.landed_name, _ARROW.get(c.kind, pa.string())) for c in contract.columns]
+    dataset: [(c.landed_name, c.landing.landed_type) for c in contract.columns]
     for dataset, contract in CONTRACTS.items()
 }
 
