@@ -48,7 +48,9 @@
     )
     {%- else -%}
     (
-        select *, regexp_replace(_metadata.file_path, '^file:(//)?', '') as filename
+        {#- file_path is a URI: percent-encoded (a space is %20); url_decode reads `+` as a space, so
+            a literal `+` is encoded first -#}
+        select *, url_decode(replace(regexp_replace(_metadata.file_path, '^file:(//)?', ''), '+', '%2B')) as filename
         from parquet.`{{ path }}`
     )
     {%- endif -%}
